@@ -1,0 +1,47 @@
+# Winnow: `make run` serves the embedded default, `make test` runs the suite.
+# Both install what they need first; a second run reinstalls only when pyproject.toml changed.
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+PG_URL ?= postgres://postgres@127.0.0.1:5432/winnow
+PYTEST ?= $(BIN)/python -m pytest -p no:cacheprovider
+
+.PHONY: install run test test-sqlite test-postgres bench browser services clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# The CPU build of torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+run: install
+	$(BIN)/winnow run
+
+# Debian's chromium and chromedriver drive the browser tests (no browser download).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+services:
+	@scripts/ensure-postgres
+
+test: install browser services test-sqlite test-postgres
+
+test-sqlite: install
+	$(PYTEST) $(PYTEST_ARGS)
+
+test-postgres: install
+	DATABASE_URL=$(PG_URL) $(PYTEST) $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/import_bench.py
+
+clean:
+	rm -rf $(VENV) var *.egg-info

@@ -1,0 +1,162 @@
+"""The corpus: datasets of records (the prompt side), their responses, and feedback on them.
+
+Human and model feedback share one table, so RLHF and RLAIF data come out of the same
+snapshot builders. Curation sets `status` on records and responses; nothing is deleted.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Dataset(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True, default="")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="datasets",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CurationStatus(models.TextChoices):
+    KEPT = "kept"
+    DROPPED = "dropped"
+
+
+class AuthorKind(models.TextChoices):
+    HUMAN = "human"
+    MODEL = "model"
+
+
+class Record(models.Model):
+    """One prompt: an instruction (with optional context) or a chat ending in a user turn.
+
+    `prompt` is the instruction or the last user turn; earlier turns of a conversation
+    (system prompt included) sit in `history` as chat messages. For `text` records
+    (continued pre-training) `prompt` holds the document.
+    """
+
+    class Kind(models.TextChoices):
+        INSTRUCTION = "instruction"
+        CHAT = "chat"
+        TEXT = "text"
+
+    dataset = models.ForeignKey(Dataset, related_name="records", on_delete=models.CASCADE)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.INSTRUCTION)
+    prompt = models.TextField()
+    context = models.TextField(blank=True, default="")
+    history = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    external_id = models.CharField(max_length=255, null=True, blank=True)
+    source = models.CharField(
+        max_length=200, blank=True, default="", help_text='Where it came from, e.g. "import"'
+    )
+    provenance = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=16, choices=CurationStatus.choices, default=CurationStatus.KEPT
+    )
+    status_reason = models.TextField(blank=True, default="")
+    job = models.ForeignKey(
+        "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The job that wrote this record, so an abandoned job can undo its writes.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dataset", "external_id"],
+                condition=Q(external_id__isnull=False),
+                name="record_external_id_unique_per_dataset",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["dataset", "status", "id"], name="record_dataset_status"),
+            models.Index(fields=["dataset", "source", "id"], name="record_dataset_source"),
+            models.Index(fields=["job"], name="record_job"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.prompt[:60]}"
+
+    def as_messages(self) -> list[dict]:
+        """The prompt side as chat messages (context folded into the user turn)."""
+        content = self.prompt if not self.context else f"{self.prompt}\n\n{self.context}"
+        return [*self.history, {"role": "user", "content": content}]
+
+
+class Response(models.Model):
+    record = models.ForeignKey(Record, related_name="responses", on_delete=models.CASCADE)
+    text = models.TextField()
+    author_kind = models.CharField(max_length=8, choices=AuthorKind.choices)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    model_name = models.CharField(max_length=200, blank=True, default="")
+    generation_params = models.JSONField(default=dict, blank=True)
+    provenance = models.JSONField(default=dict, blank=True)
+    # A human rewrite points at the response it rewrote.
+    edited_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="edits"
+    )
+    status = models.CharField(
+        max_length=16, choices=CurationStatus.choices, default=CurationStatus.KEPT
+    )
+    status_reason = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["record", "id"], name="response_record"),
+            models.Index(fields=["status"], name="response_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.text[:60]}"
+
+
+class Feedback(models.Model):
+    """A judgement on a record's responses. `payload` is validated per kind (corpus.feedback)
+    and names responses by id; they all belong to `record`."""
+
+    class Kind(models.TextChoices):
+        RATING = "rating"
+        RANKING = "ranking"
+        PAIRWISE = "pairwise"
+        BINARY = "binary"
+        EDIT = "edit"
+
+    record = models.ForeignKey(Record, related_name="feedback", on_delete=models.CASCADE)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    payload = models.JSONField()
+    author_kind = models.CharField(max_length=8, choices=AuthorKind.choices)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    model_name = models.CharField(max_length=200, blank=True, default="")
+    provenance = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "feedback"
+        indexes = [
+            models.Index(fields=["record", "kind"], name="feedback_record_kind"),
+            models.Index(fields=["kind", "id"], name="feedback_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on record {self.record_id}"
