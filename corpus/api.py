@@ -7,7 +7,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Count, Prefetch
+from django.db.models import Count, Prefetch, TextField
+from django.db.models.functions import Cast
 from django.db.models.fields.json import KeyTextTransform
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -44,11 +45,15 @@ class PayloadTooLarge(exceptions.APIException):
 
 class DatasetSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True, default=None)
-    record_count = serializers.IntegerField(read_only=True)
+    record_count = serializers.SerializerMethodField()
 
     class Meta:
         model = Dataset
         fields = ["id", "name", "description", "owner", "record_count", "created_at", "updated_at"]
+
+    def get_record_count(self, dataset) -> int:
+        annotated = getattr(dataset, "record_count", None)  # lists annotate it in one query
+        return annotated if annotated is not None else dataset.records.count()
 
 
 class ResponseSerializer(serializers.ModelSerializer):
@@ -95,6 +100,8 @@ class ResponseSerializer(serializers.ModelSerializer):
 
 
 class NestedResponseSerializer(serializers.ModelSerializer):
+    author_kind = serializers.ChoiceField(choices=AuthorKind.choices, default=AuthorKind.HUMAN)
+
     class Meta:
         model = Response
         fields = [
@@ -102,6 +109,11 @@ class NestedResponseSerializer(serializers.ModelSerializer):
             "status", "status_reason", "created_at",
         ]
         read_only_fields = ["id", "edited_from", "status", "status_reason", "created_at"]
+
+    def validate(self, attrs):
+        if attrs.get("author_kind") == AuthorKind.MODEL and not attrs.get("model_name"):
+            raise serializers.ValidationError({"model_name": "is required when author_kind is model"})
+        return attrs
 
 
 class FeedbackSerializer(serializers.ModelSerializer):
@@ -215,15 +227,8 @@ class RecordSerializer(serializers.ModelSerializer):
         record = Record.objects.create(dataset=self.context["dataset"], **validated)
         user = self.context["request"].user
         for response in responses:
-            if response.get("author_kind", AuthorKind.HUMAN) == AuthorKind.MODEL and not response.get("model_name"):
-                raise serializers.ValidationError(
-                    {"responses": "model_name is required when author_kind is model"}
-                )
-            Response.objects.create(
-                record=record,
-                author=user if response.get("author_kind", AuthorKind.HUMAN) == AuthorKind.HUMAN else None,
-                **response,
-            )
+            author = user if response["author_kind"] == AuthorKind.HUMAN else None
+            Response.objects.create(record=record, author=author, **response)
         return record
 
 
@@ -338,7 +343,16 @@ RECORD_FILTERS = [
 ]
 
 
+def check_choice(params, name: str, choices) -> None:
+    value = params.get(name)
+    allowed = [choice for choice, _ in choices]
+    if value and value not in allowed:
+        raise serializers.ValidationError({name: f"must be one of {', '.join(allowed)}"})
+
+
 def filter_records(records, params):
+    check_choice(params, "status", CurationStatus.choices)
+    check_choice(params, "kind", Record.Kind.choices)
     for name in ("status", "source", "kind", "external_id"):
         if params.get(name):
             records = records.filter(**{name: params[name]})
@@ -346,12 +360,14 @@ def filter_records(records, params):
         if not param.startswith("metadata."):
             continue
         key = param.removeprefix("metadata.")
-        if not METADATA_KEY.match(key):
+        if not METADATA_KEY.match(key) or "__" in key:
             raise serializers.ValidationError(
                 {param: "metadata keys are 1-64 letters, digits, '_' or '-'"}
             )
         alias = f"_meta_{len(records.query.annotations)}"
-        records = records.annotate(**{alias: KeyTextTransform(key, "metadata")}).filter(
+        # Compared as text, so ?metadata.n=1 matches the number 1 and the string "1" alike.
+        as_text = Cast(KeyTextTransform(key, "metadata"), output_field=TextField())
+        records = records.annotate(**{alias: as_text}).filter(
             **{alias: value}
         )
     return records
@@ -429,6 +445,8 @@ class ResponseViewSet(viewsets.ModelViewSet):
             responses = responses.filter(record_id=record)
         if (dataset := _int_param(params, "dataset")) is not None:
             responses = responses.filter(record__dataset_id=dataset)
+        check_choice(params, "status", CurationStatus.choices)
+        check_choice(params, "author_kind", AuthorKind.choices)
         for name in ("status", "author_kind"):
             if params.get(name):
                 responses = responses.filter(**{name: params[name]})
@@ -453,6 +471,8 @@ class FeedbackViewSet(viewsets.ModelViewSet):
             feedback = feedback.filter(record_id=record)
         if (dataset := _int_param(params, "dataset")) is not None:
             feedback = feedback.filter(record__dataset_id=dataset)
+        check_choice(params, "kind", Feedback.Kind.choices)
+        check_choice(params, "author_kind", AuthorKind.choices)
         for name in ("kind", "author_kind"):
             if params.get(name):
                 feedback = feedback.filter(**{name: params[name]})

@@ -56,8 +56,13 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return JobListSerializer if self.action == "list" else JobSerializer
 
     def get_queryset(self):
-        jobs = Job.objects.all()
+        jobs = Job.objects.select_related(None)
         params = self.request.query_params
+        status = params.get("status")
+        if status and status not in Job.Status.values:
+            raise serializers.ValidationError(
+                {"status": f"must be one of {', '.join(Job.Status.values)}"}
+            )
         for name in ("status", "kind", "subject"):
             if params.get(name):
                 jobs = jobs.filter(**{name: params[name]})

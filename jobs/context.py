@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from .models import Job, JobLogEntry
@@ -105,12 +105,17 @@ class JobContext:
                 if current == self._flushed and not beat_due:
                     continue
                 try:
-                    Job.objects.filter(pk=self.job.pk).update(
-                        progress_done=current[0],
-                        progress_total=current[1],
-                        progress_stage=current[2],
-                        heartbeat_at=timezone.now(),
-                    )
+                    with transaction.atomic():
+                        if connection.vendor == "postgresql":
+                            # Never queue behind a lock on the job row: skip this beat instead.
+                            with connection.cursor() as cursor:
+                                cursor.execute("SET LOCAL lock_timeout = '2s'")
+                        Job.objects.filter(pk=self.job.pk).update(
+                            progress_done=current[0],
+                            progress_total=current[1],
+                            progress_stage=current[2],
+                            heartbeat_at=timezone.now(),
+                        )
                     self._flushed = current
                     last_beat = elapsed
                     if Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():

@@ -16,7 +16,7 @@ def _flatten(detail, prefix: str = "") -> list[dict]:
     if isinstance(detail, dict):
         out = []
         for key, value in detail.items():
-            name = key if key != "non_field_errors" else None
+            name = None if key == "non_field_errors" else str(key)
             path = f"{prefix}.{name}" if prefix and name else (name or prefix or None)
             out.extend(_flatten(value, path or ""))
         return out
@@ -60,7 +60,7 @@ def exception_handler(exc, context):
     return response
 
 
-def json_not_found(request, exception=None):
+def json_not_found(request, exception=None, **_path):
     return JsonResponse({"detail": "Not found.", "code": "not_found", "errors": []}, status=404)
 
 

@@ -1,0 +1,164 @@
+"""The import job against a real database: writes, all-or-nothing, resume, dedup, cancel."""
+
+import pytest
+
+from corpus.importing import KIND, ImportRequest
+from corpus.models import Feedback, Record, Response
+from jobs.models import Job
+from jobs.registry import JobCancelled
+from jobs.runner import create_job, run_job
+from tests.conftest import write_jsonl
+
+pytestmark = pytest.mark.django_db
+
+
+def import_job(dataset, path, **options) -> Job:
+    params = ImportRequest(dataset_id=dataset.pk, path=str(path), filename=path.name, **options)
+    job = create_job(KIND, params=params.as_params(), subject=f"dataset:{dataset.pk}", enqueue=False)
+    run_job(job.pk)
+    job.refresh_from_db()
+    return job
+
+
+def test_preference_import_writes_records_responses_and_feedback(dataset, tmp_path):
+    path = write_jsonl(tmp_path / "pref.jsonl", [
+        {"id": f"p{i}", "prompt": f"Q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(5)
+    ])
+    job = import_job(dataset, path)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert job.result["records"] == 5 and job.result["responses"] == 10 and job.result["feedback"] == 5
+    assert (job.progress_done, job.progress_total) == (5, 5)
+    record = Record.objects.get(dataset=dataset, external_id="p3")
+    chosen, rejected = record.responses.order_by("id")
+    (fb,) = record.feedback.all()
+    assert fb.kind == "pairwise" and fb.payload["a"] == chosen.pk and fb.payload["b"] == rejected.pk
+    assert fb.payload["choice"] == "a"
+    assert (chosen.text, rejected.text) == ("good 3", "bad 3")
+    assert record.source == "import:pref.jsonl" and record.provenance["line"] == 4
+    assert record.job_id == job.pk
+
+
+def test_binary_import(dataset, tmp_path):
+    path = write_jsonl(tmp_path / "kto.jsonl", [
+        {"prompt": "p", "completion": "c1", "label": True}, {"prompt": "p", "completion": "c2", "label": False},
+    ])
+    assert import_job(dataset, path).status == Job.Status.SUCCEEDED
+    labels = [(f.payload["label"], Response.objects.get(pk=f.payload["response"]).text)
+              for f in Feedback.objects.filter(kind="binary").order_by("id")]
+    assert labels == [(True, "c1"), (False, "c2")]
+
+
+def test_one_bad_row_writes_nothing_and_reports_lines(dataset, tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", [
+        {"instruction": "ok", "output": "fine"}, "{oops", {"instruction": "ok2"}, {"output": "no instruction"},
+    ])
+    job = import_job(dataset, path)
+    assert job.status == Job.Status.FAILED
+    assert "2 of 4 rows are invalid, so nothing was written" in job.error
+    assert [(e["line"], e["field"]) for e in job.result["errors"]] == [(2, None), (4, "instruction")]
+    assert Record.objects.count() == 0
+
+
+def test_skip_invalid_lands_good_rows_and_stores_the_report(dataset, tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", [
+        {"instruction": "ok", "output": "fine"}, "{oops", {"instruction": "ok2"},
+    ])
+    job = import_job(dataset, path, skip_invalid=True)
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.result["records"] == 2 and job.result["invalid"] == 1
+    assert job.result["errors"][0]["line"] == 2
+    assert Record.objects.count() == 2
+
+
+def test_repeated_external_id_in_one_file_is_an_error(dataset, tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", [{"id": "a", "text": "1"}, {"id": "a", "text": "2"}])
+    job = import_job(dataset, path)
+    assert job.status == Job.Status.FAILED
+    assert job.result["errors"] == [{"line": 2, "field": "id", "reason": "external id 'a' repeats line 1"}]
+
+
+def test_reimport_with_external_ids_does_not_duplicate(dataset, tmp_path):
+    rows = [{"id": i, "instruction": f"i{i}", "output": f"o{i}"} for i in range(30)]
+    path = write_jsonl(tmp_path / "x.jsonl", rows)
+    assert import_job(dataset, path).result["records"] == 30
+    rows.append({"id": 30, "instruction": "new", "output": "row"})
+    second = import_job(dataset, write_jsonl(tmp_path / "x.jsonl", rows))
+    assert second.result["records"] == 1 and second.result["skipped_existing"] == 30
+    assert Record.objects.filter(dataset=dataset).count() == 31
+    assert Response.objects.filter(record__dataset=dataset).count() == 31
+
+
+def test_whole_file_errors_fail_cleanly(dataset, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    job = import_job(dataset, empty)
+    assert job.status == Job.Status.FAILED and "empty" in job.error
+    assert job.result["errors"][0]["line"] is None
+    unknown = tmp_path / "notes.txt"
+    unknown.write_text("hello")
+    job = import_job(dataset, unknown)
+    assert job.status == Job.Status.FAILED and "cannot tell the file format" in job.error
+
+
+def test_resume_skips_committed_batches(dataset, tmp_path, settings):
+    """A second attempt starts after the checkpointed line and writes each row once."""
+    settings.WINNOW_IMPORT_BATCH_SIZE = 10
+    path = write_jsonl(tmp_path / "x.jsonl", [{"text": f"doc {i}"} for i in range(35)])
+    params = ImportRequest(dataset_id=dataset.pk, path=str(path), filename=path.name).as_params()
+    job = create_job(KIND, params=params, enqueue=False)
+
+    # First attempt: die (as a killed worker would) after two committed batches.
+    from corpus import importing
+
+    real = importing.write_batch
+    calls = {"n": 0}
+
+    def dying_write_batch(*args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise SystemExit("worker killed")
+        return real(*args)
+
+    importing.write_batch = dying_write_batch
+    try:
+        with pytest.raises(SystemExit):
+            run_job(job.pk)
+    finally:
+        importing.write_batch = real
+    job.refresh_from_db()
+    assert job.status == Job.Status.RUNNING and job.state["line"] == 20
+    assert Record.objects.count() == 20
+
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.QUEUED)  # what stale recovery does
+    run_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED and job.attempts == 2
+    assert job.result["records"] == 35
+    texts = sorted(Record.objects.values_list("prompt", flat=True))
+    assert texts == sorted(f"doc {i}" for i in range(35))
+
+
+def test_cancel_mid_import_removes_what_it_wrote(dataset, tmp_path, settings):
+    settings.WINNOW_IMPORT_BATCH_SIZE = 5
+    path = write_jsonl(tmp_path / "x.jsonl", [{"text": f"doc {i}"} for i in range(20)])
+    params = ImportRequest(dataset_id=dataset.pk, path=str(path), filename=path.name).as_params()
+    job = create_job(KIND, params=params, enqueue=False)
+    from corpus import importing
+
+    real = importing.write_batch
+    calls = {"n": 0}
+
+    def cancel_after_two(*args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise JobCancelled()
+        return real(*args)
+
+    importing.write_batch = cancel_after_two
+    try:
+        run_job(job.pk)
+    finally:
+        importing.write_batch = real
+    job.refresh_from_db()
+    assert job.status == Job.Status.CANCELLED
+    assert Record.objects.count() == 0
