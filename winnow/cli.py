@@ -35,6 +35,19 @@ def _manage(*args: str) -> list[str]:
 # -- run -------------------------------------------------------------------------------------
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the supervisor dies, even by SIGKILL, so
+    no orphaned server or worker outlives `winnow run` (Linux only; elsewhere a no-op)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except OSError:
+        pass
+
+
 class Supervisor:
     """Starts the web server and the worker, restarts one that dies, stops both on Ctrl-C."""
 
@@ -47,7 +60,9 @@ class Supervisor:
     def start(self, name: str) -> None:
         # Own process group: a Ctrl-C in the terminal reaches the supervisor only, which then
         # stops the children in order instead of all of them dying at once.
-        self.procs[name] = subprocess.Popen(self.services[name], start_new_session=True)
+        self.procs[name] = subprocess.Popen(
+            self.services[name], start_new_session=True, preexec_fn=_die_with_parent
+        )
         print(f"winnow: started {name} (pid {self.procs[name].pid})", flush=True)
 
     def stop(self, *_args) -> None:

@@ -158,6 +158,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "CurationStatusEnum": "corpus.models.CurationStatus",
+        "AuthorKindEnum": "corpus.models.AuthorKind",
+        "RecordKindEnum": "corpus.models.Record.Kind",
+        "FeedbackKindEnum": "corpus.models.Feedback.Kind",
+        "JobStatusEnum": "jobs.models.Job.Status",
+    },
 }
 
 # Background jobs: the Django tasks API on the DB-backed queue. Training gets a queue of its
