@@ -115,6 +115,25 @@ class ImportItem:
     feedback: list[ImportFeedback] = field(default_factory=list)
 
 
+def item_to_row(item: ImportItem) -> list:
+    """A compact JSON-able form, for spooling validated items between the import's passes."""
+    return [
+        item.line, item.shape, item.kind, item.prompt, item.context, item.history, item.metadata,
+        item.external_id,
+        [[r.text, r.author_kind, r.model_name] for r in item.responses],
+        [[f.kind, f.payload, list(f.refs)] for f in item.feedback],
+    ]
+
+
+def item_from_row(row: list) -> ImportItem:
+    line, shape, kind, prompt, context, history, metadata, external_id, responses, feedback = row
+    return ImportItem(
+        line, shape, kind, prompt, context, history, metadata, external_id,
+        [ImportResponse(*r) for r in responses],
+        [ImportFeedback(k, payload, tuple(refs)) for k, payload, refs in feedback],
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ImportOptions:
     response_author_kind: str = "human"
@@ -525,6 +544,23 @@ def read_items(
         raise ImportFileError("the file is empty: no rows to import")
 
 
+def estimate_rows(path: Path, file_format: str) -> int:
+    """Rows in the file, for a progress bar: exact for Parquet, a line count otherwise."""
+    if file_format == "parquet":
+        import pyarrow
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(path).metadata.num_rows
+        except (pyarrow.ArrowException, OSError):
+            return 0
+    lines = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            lines += chunk.count(b"\n")
+    return max(1, lines - (1 if file_format == "csv" else 0))
+
+
 def sniff_head(path: Path, size: int = 4096) -> bytes:
     with open(path, "rb") as handle:
         return handle.read(size)
@@ -532,6 +568,6 @@ def sniff_head(path: Path, size: int = 4096) -> bytes:
 
 __all__ = [
     "FILE_FORMATS", "SHAPES", "ImportFeedback", "ImportFileError", "ImportItem", "ImportOptions",
-    "ImportResponse", "RowError", "detect_file_format", "detect_shape", "parse_row", "read_items",
-    "sniff_head",
+    "ImportResponse", "RowError", "detect_file_format", "detect_shape", "item_from_row",
+    "estimate_rows", "item_to_row", "parse_row", "read_items", "sniff_head",
 ]

@@ -6,7 +6,6 @@ snapshot builders. Curation sets `status` on records and responses; nothing is d
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
 
 
 class Dataset(models.Model):
@@ -49,7 +48,11 @@ class Record(models.Model):
         CHAT = "chat"
         TEXT = "text"
 
-    dataset = models.ForeignKey(Dataset, related_name="records", on_delete=models.CASCADE)
+    # Indexed as (dataset, id) below, which also serves cursor paging; a plain dataset index
+    # lures SQLite's planner away from the (dataset, external_id) unique index.
+    dataset = models.ForeignKey(
+        Dataset, related_name="records", on_delete=models.CASCADE, db_index=False
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.INSTRUCTION)
     prompt = models.TextField()
     context = models.TextField(blank=True, default="")
@@ -73,16 +76,16 @@ class Record(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
+            # Not partial: NULLs are distinct in a unique index (SQLite and PostgreSQL alike), so
+            # records without an external id are unconstrained, and the planner can use it.
             models.UniqueConstraint(
-                fields=["dataset", "external_id"],
-                condition=Q(external_id__isnull=False),
-                name="record_external_id_unique_per_dataset",
+                fields=["dataset", "external_id"], name="record_external_id_unique_per_dataset"
             )
         ]
         indexes = [
+            models.Index(fields=["dataset", "id"], name="record_dataset_id"),
             models.Index(fields=["dataset", "status", "id"], name="record_dataset_status"),
             models.Index(fields=["dataset", "source", "id"], name="record_dataset_source"),
-            models.Index(fields=["job"], name="record_job"),
         ]
 
     def __str__(self) -> str:
@@ -95,7 +98,10 @@ class Record(models.Model):
 
 
 class Response(models.Model):
-    record = models.ForeignKey(Record, related_name="responses", on_delete=models.CASCADE)
+    # Indexed as (record, id) below; a second index on record alone only slows inserts.
+    record = models.ForeignKey(
+        Record, related_name="responses", on_delete=models.CASCADE, db_index=False
+    )
     text = models.TextField()
     author_kind = models.CharField(max_length=8, choices=AuthorKind.choices)
     author = models.ForeignKey(
@@ -119,7 +125,6 @@ class Response(models.Model):
         ordering = ["id"]
         indexes = [
             models.Index(fields=["record", "id"], name="response_record"),
-            models.Index(fields=["status"], name="response_status"),
         ]
 
     def __str__(self) -> str:
@@ -137,7 +142,10 @@ class Feedback(models.Model):
         BINARY = "binary"
         EDIT = "edit"
 
-    record = models.ForeignKey(Record, related_name="feedback", on_delete=models.CASCADE)
+    # Indexed as (record, kind) below.
+    record = models.ForeignKey(
+        Record, related_name="feedback", on_delete=models.CASCADE, db_index=False
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     payload = models.JSONField()
     author_kind = models.CharField(max_length=8, choices=AuthorKind.choices)

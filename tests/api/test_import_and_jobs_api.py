@@ -35,7 +35,7 @@ def test_import_returns_202_and_the_worker_runs_it(manager_client, dataset, drai
     assert body["status"] == "queued" and response["Location"] == f"/api/v1/jobs/{body['id']}"
     job = manager_client.get(f"/api/v1/jobs/{body['id']}").json()
     assert job["status"] == "succeeded", job
-    assert job["progress"] == {"done": 2, "total": 2, "fraction": 1.0, "stage": "writing"}
+    assert job["progress"] == {"done": 2, "total": 2, "fraction": 1.0, "stage": "importing"}
     assert job["result"]["records"] == 2 and "imported 2 records" in job["log_tail"][-1]["message"]
     assert Record.objects.filter(dataset=dataset, metadata__category="closed_qa").count() == 1
     assert not list((settings.MEDIA_ROOT / "imports").rglob("*.jsonl"))  # the upload is cleaned up

@@ -113,11 +113,11 @@ def test_resume_skips_committed_batches(dataset, tmp_path, settings):
     real = importing.write_batch
     calls = {"n": 0}
 
-    def dying_write_batch(*args):
+    def dying_write_batch(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise SystemExit("worker killed")
-        return real(*args)
+        return real(*args, **kwargs)
 
     importing.write_batch = dying_write_batch
     try:
@@ -148,11 +148,11 @@ def test_cancel_mid_import_removes_what_it_wrote(dataset, tmp_path, settings):
     real = importing.write_batch
     calls = {"n": 0}
 
-    def cancel_after_two(*args):
+    def cancel_after_two(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise JobCancelled()
-        return real(*args)
+        return real(*args, **kwargs)
 
     importing.write_batch = cancel_after_two
     try:
@@ -162,3 +162,20 @@ def test_cancel_mid_import_removes_what_it_wrote(dataset, tmp_path, settings):
     job.refresh_from_db()
     assert job.status == Job.Status.CANCELLED
     assert Record.objects.count() == 0
+
+
+def test_bad_row_after_committed_batches_still_leaves_nothing(dataset, tmp_path, settings):
+    settings.WINNOW_IMPORT_BATCH_SIZE = 10
+    rows = [{"text": f"doc {i}"} for i in range(45)]
+    rows[37] = {"txt": "typo"}
+    rows.append("{not json")
+    job = import_job(dataset, write_jsonl(tmp_path / "x.jsonl", rows))
+    assert job.status == Job.Status.FAILED
+    assert [e["line"] for e in job.result["errors"]] == [38, 46]  # every bad row is reported
+    assert Record.objects.count() == 0  # the three batches written before line 38 are gone
+
+
+def test_progress_total_is_known_from_the_start(dataset, tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl", [{"text": f"doc {i}"} for i in range(12)])
+    job = import_job(dataset, path)
+    assert (job.progress_done, job.progress_total) == (12, 12)
