@@ -555,9 +555,12 @@ def estimate_rows(path: Path, file_format: str) -> int:
         except (pyarrow.ArrowException, OSError):
             return 0
     lines = 0
+    last = b"\n"
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):
             lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    lines += last != b"\n"  # a last line without its newline
     return max(1, lines - (1 if file_format == "csv" else 0))
 
 

@@ -68,6 +68,10 @@ class JobContext:
         )
         self._flushed = (done, total, stage)
 
+    def final_progress(self) -> tuple[int, int | None, str]:
+        with self._lock:
+            return self._done, self._total, self._stage
+
     def log(self, message: str, level: str = JobLogEntry.Level.INFO) -> None:
         logger.log(
             logging.WARNING if level == JobLogEntry.Level.WARNING else logging.INFO,

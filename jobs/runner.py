@@ -139,8 +139,11 @@ def run_job(job_id: int, *, echo=None) -> Job | None:
     else:
         ctx.stop_heartbeat()
         job.refresh_from_db()
-        job.progress_done = job.progress_total or job.progress_done
-        job.save(update_fields=["progress_done"])
+        done, total, stage = ctx.final_progress()
+        job.progress_total = total if total is not None else done
+        job.progress_done = job.progress_total
+        job.progress_stage = stage
+        job.save(update_fields=["progress_done", "progress_total", "progress_stage"])
         _finish(job, Job.Status.SUCCEEDED, result=result)
     return job
 
