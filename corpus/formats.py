@@ -116,9 +116,11 @@ class ImportItem:
 
 
 def item_to_row(item: ImportItem) -> list:
-    """A compact JSON-able form, for spooling validated items between the import's passes."""
+    """A compact, picklable form for the import's write stage. `history` and `metadata` are
+    JSON text already: serialising them here keeps that work in the parsing process."""
     return [
-        item.line, item.shape, item.kind, item.prompt, item.context, item.history, item.metadata,
+        item.line, item.shape, item.kind, item.prompt, item.context,
+        orjson.dumps(item.history).decode(), orjson.dumps(item.metadata).decode(),
         item.external_id,
         [[r.text, r.author_kind, r.model_name] for r in item.responses],
         [[f.kind, f.payload, list(f.refs)] for f in item.feedback],
@@ -128,7 +130,8 @@ def item_to_row(item: ImportItem) -> list:
 def item_from_row(row: list) -> ImportItem:
     line, shape, kind, prompt, context, history, metadata, external_id, responses, feedback = row
     return ImportItem(
-        line, shape, kind, prompt, context, history, metadata, external_id,
+        line, shape, kind, prompt, context, orjson.loads(history), orjson.loads(metadata),
+        external_id,
         [ImportResponse(*r) for r in responses],
         [ImportFeedback(k, payload, tuple(refs)) for k, payload, refs in feedback],
     )
@@ -564,6 +567,72 @@ def estimate_rows(path: Path, file_format: str) -> int:
     return max(1, lines - (1 if file_format == "csv" else 0))
 
 
+def parsed_chunks(
+    path: Path, file_format: str, shape: str | None, options: ImportOptions, chunk_rows: int = 2000
+) -> Iterator[list]:
+    """The import's parse stage: lists of entries, each a spooled item (item_to_row) or an
+    error dict. Also rejects an external id the file repeats. Raises ImportFileError."""
+    first_line: dict[str, int] = {}
+    chunk: list = []
+    for item in read_items(path, file_format=file_format, shape=shape, options=options):
+        if isinstance(item, RowError):
+            chunk.append(item.as_dict())
+        elif item.external_id is not None and first_line.setdefault(item.external_id, item.line) != item.line:
+            chunk.append(RowError(item.line, "id", f"external id {item.external_id!r} repeats "
+                                                   f"line {first_line[item.external_id]}").as_dict())
+        else:
+            chunk.append(item_to_row(item))
+        if len(chunk) >= chunk_rows:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _parse_in_child(queue, args) -> None:
+    from jobs.process import die_with_parent
+
+    die_with_parent()
+    try:
+        for chunk in parsed_chunks(*args):
+            queue.put(("chunk", chunk))
+        queue.put(("done", None))
+    except ImportFileError as exc:
+        queue.put(("file_error", exc.error.reason))
+    except Exception as exc:  # reported to the parent, which fails the job with it
+        queue.put(("crash", f"{type(exc).__name__}: {exc}"))
+
+
+def parsed_chunks_in_child(
+    path: Path, file_format: str, shape: str | None, options: ImportOptions
+) -> Iterator[list]:
+    """parsed_chunks, run in a child process so parsing (Python, one core) overlaps with the
+    parent's database writes (SQLite, the other core). A bounded queue keeps memory flat."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # no inherited DB connections or threads
+    queue = context.Queue(maxsize=8)
+    child = context.Process(
+        target=_parse_in_child, args=(queue, (path, file_format, shape, options)), daemon=True
+    )
+    child.start()
+    try:
+        while True:
+            kind, payload = queue.get()
+            if kind == "chunk":
+                yield payload
+            elif kind == "done":
+                return
+            elif kind == "file_error":
+                raise ImportFileError(payload)
+            else:
+                raise RuntimeError(f"the parsing process failed: {payload}")
+    finally:
+        if child.is_alive():
+            child.terminate()
+        child.join(timeout=10)
+
+
 def sniff_head(path: Path, size: int = 4096) -> bytes:
     with open(path, "rb") as handle:
         return handle.read(size)
@@ -572,5 +641,5 @@ def sniff_head(path: Path, size: int = 4096) -> bytes:
 __all__ = [
     "FILE_FORMATS", "SHAPES", "ImportFeedback", "ImportFileError", "ImportItem", "ImportOptions",
     "ImportResponse", "RowError", "detect_file_format", "detect_shape", "item_from_row",
-    "estimate_rows", "item_to_row", "parse_row", "read_items", "sniff_head",
+    "estimate_rows", "item_to_row", "parsed_chunks", "parsed_chunks_in_child", "parse_row", "read_items", "sniff_head",
 ]

@@ -23,13 +23,12 @@ from jobs.registry import JobFailed, job_handler
 
 from .formats import (
     ImportFileError,
-    ImportItem,
     ImportOptions,
     RowError,
     detect_file_format,
     estimate_rows,
-    item_to_row,
-    read_items,
+    parsed_chunks,
+    parsed_chunks_in_child,
     sniff_head,
 )
 from .bulk import RowInserter, as_json, last_ids
@@ -37,7 +36,6 @@ from .models import Dataset, Feedback, Record, Response
 
 KIND = "corpus.import"
 MAX_REPORTED_ERRORS = 1000
-PROGRESS_EVERY = 5000
 
 
 @dataclass
@@ -75,33 +73,16 @@ def resolve_file_format(path: Path, filename: str, named: str | None) -> str:
     return fmt
 
 
-class _Validation:
+class _ErrorReport:
     def __init__(self):
         self.rows = 0
-        self.valid = 0
         self.invalid = 0
         self.errors: list[dict] = []
-        self.external_ids: dict[str, int] = {}
 
-    def reject(self, error: RowError) -> None:
+    def add(self, error: dict) -> None:
         self.invalid += 1
         if len(self.errors) < MAX_REPORTED_ERRORS:
-            self.errors.append(error.as_dict())
-
-    def see(self, item: ImportItem | RowError) -> bool:
-        """Count the row; True if it will be written."""
-        self.rows += 1
-        if isinstance(item, RowError):
-            self.reject(item)
-            return False
-        if item.external_id is not None:
-            first = self.external_ids.setdefault(item.external_id, item.line)
-            if first != item.line:
-                self.reject(RowError(item.line, "id", f"external id {item.external_id!r} "
-                                                      f"repeats line {first}"))
-                return False
-        self.valid += 1
-        return True
+            self.errors.append(error)
 
 
 RECORD_INSERT = None  # built on first use: it needs a database connection
@@ -144,7 +125,7 @@ def write_batch(
         if existing:
             fresh = [row for row in rows if row[7] is None or row[7] not in existing]
     records_in.insert([
-        (dataset.pk, kind, prompt, context, as_json(history), as_json(metadata), external_id,
+        (dataset.pk, kind, prompt, context, history, metadata, external_id,
          source, f'{{"job": {job_id}, "line": {line}, "shape": "{shape}"}}', "kept", "", job_id)
         for line, shape, kind, prompt, context, history, metadata, external_id, _, _ in fresh
     ])
@@ -200,15 +181,11 @@ def run_import(ctx) -> dict:
     options = ImportOptions(params.get("response_author_kind", "human"), params.get("model_name", ""))
     source = params.get("source") or f"import:{params['filename']}"
 
-    def items():
-        file_format = resolve_file_format(path, params["filename"], params.get("file_format"))
-        return read_items(path, file_format=file_format, shape=params.get("shape"), options=options)
-
     # One streaming pass: rows are written in batches as they are read, each batch one
     # transaction with the checkpoint. The first invalid row (without skip_invalid) stops all
     # writing; the scan goes on to report every bad row, then the job fails and on_abandon
     # deletes the batches already written, so the end state is "nothing written".
-    check = _Validation()
+    check = _ErrorReport()
     counts = {"records": 0, "responses": 0, "feedback": 0, "skipped_existing": 0}
     counts.update(ctx.state.get("counts", {}))
     last_line = ctx.state.get("line", 0)
@@ -230,7 +207,7 @@ def run_import(ctx) -> dict:
             for key, value in result.items():
                 counts[key] += value
             written += len(batch)
-            ctx.progress(check.rows, total)
+            ctx.progress(check.rows, max(total, check.rows))
             ctx.checkpoint(line=batch[-1][0], rows_done=written, counts=counts)
         batch.clear()
 
@@ -238,22 +215,25 @@ def run_import(ctx) -> dict:
         file_format = resolve_file_format(path, params["filename"], params.get("file_format"))
         total = estimate_rows(path, file_format)
         ctx.progress(0, total, stage="importing")
-        for item in read_items(path, file_format=file_format, shape=params.get("shape"),
-                               options=options):
-            valid = check.see(item)
-            if check.rows % PROGRESS_EVERY == 0:
-                ctx.progress(check.rows, max(total, check.rows))
-            if not valid:
-                if not skip_invalid:
-                    batch.clear()  # stop writing; keep scanning to report every bad row
-                continue
-            if check.invalid and not skip_invalid:
-                continue
-            if item.line <= last_line:
-                continue
-            batch.append(item_to_row(item))
-            if len(batch) >= batch_size:
-                flush()
+        # Big files are parsed in a child process, overlapping with the writes here.
+        in_child = path.stat().st_size >= settings.WINNOW_IMPORT_PARALLEL_BYTES
+        chunks = (parsed_chunks_in_child if in_child else parsed_chunks)(
+            path, file_format, params.get("shape"), options
+        )
+        for chunk in chunks:
+            for entry in chunk:
+                check.rows += 1
+                if isinstance(entry, dict):  # a row error
+                    check.add(entry)
+                    if not skip_invalid:
+                        batch.clear()  # stop writing; keep scanning to report every bad row
+                    continue
+                if (check.invalid and not skip_invalid) or entry[0] <= last_line:
+                    continue
+                batch.append(entry)
+                if len(batch) >= batch_size:
+                    flush()
+            ctx.progress(check.rows, max(total, check.rows))
     except ImportFileError as exc:
         raise JobFailed(str(exc.error), details={"errors": [exc.error.as_dict()], "rows": 0}) from None
 

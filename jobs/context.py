@@ -114,12 +114,19 @@ class JobContext:
                             # Never queue behind a lock on the job row: skip this beat instead.
                             with connection.cursor() as cursor:
                                 cursor.execute("SET LOCAL lock_timeout = '2s'")
-                        Job.objects.filter(pk=self.job.pk).update(
+                        mine = Job.objects.filter(
+                            pk=self.job.pk, status=Job.Status.RUNNING, worker=self.job.worker
+                        ).update(
                             progress_done=current[0],
                             progress_total=current[1],
                             progress_stage=current[2],
                             heartbeat_at=timezone.now(),
                         )
+                    if not mine:
+                        # Recovered as stale, finished, or gone: this attempt no longer owns it.
+                        logger.warning("job %s: no longer ours; heartbeat stops", self.job.pk)
+                        self._cancelled.set()
+                        return
                     self._flushed = current
                     last_beat = elapsed
                     if Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():

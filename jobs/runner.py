@@ -117,27 +117,26 @@ def run_job(job_id: int, *, echo=None) -> Job | None:
         ctx.log(f"attempt {job.attempts} of {job.max_attempts}: resuming from the last checkpoint")
     ctx.start_heartbeat()
     try:
-        result = handler.func(ctx)
+        try:
+            result = handler.func(ctx)
+        finally:
+            ctx.stop_heartbeat()  # also when the process is going down (SystemExit, Ctrl-C)
     except JobCancelled:
-        ctx.stop_heartbeat()
         job.refresh_from_db()
         _abandon(job)
         ctx.log("cancelled on request")
         _finish(job, Job.Status.CANCELLED)
     except JobFailed as exc:
-        ctx.stop_heartbeat()
         job.refresh_from_db()
         _abandon(job)
         ctx.log(str(exc), JobLogEntry.Level.ERROR)
         _finish(job, Job.Status.FAILED, error=str(exc), result=exc.details)
     except Exception as exc:
-        ctx.stop_heartbeat()
         job.refresh_from_db()
         _abandon(job)
         ctx.log(traceback.format_exc(limit=20), JobLogEntry.Level.ERROR)
         _finish(job, Job.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
     else:
-        ctx.stop_heartbeat()
         job.refresh_from_db()
         done, total, stage = ctx.final_progress()
         job.progress_total = total if total is not None else done

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from jobs.process import die_with_parent
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -35,19 +37,6 @@ def _manage(*args: str) -> list[str]:
 # -- run -------------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM when the supervisor dies, even by SIGKILL, so
-    no orphaned server or worker outlives `winnow run` (Linux only; elsewhere a no-op)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-    except OSError:
-        pass
-
-
 class Supervisor:
     """Starts the web server and the worker, restarts one that dies, stops both on Ctrl-C."""
 
@@ -61,7 +50,7 @@ class Supervisor:
         # Own process group: a Ctrl-C in the terminal reaches the supervisor only, which then
         # stops the children in order instead of all of them dying at once.
         self.procs[name] = subprocess.Popen(
-            self.services[name], start_new_session=True, preexec_fn=_die_with_parent
+            self.services[name], start_new_session=True, preexec_fn=die_with_parent
         )
         print(f"winnow: started {name} (pid {self.procs[name].pid})", flush=True)
 

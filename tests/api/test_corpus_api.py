@@ -243,3 +243,26 @@ def test_schema_and_swagger_ui_are_served_without_a_cdn(client):
         assert path in paths, path
     docs = client.get("/api/docs/").content.decode()
     assert "swagger-ui" in docs and "cdn" not in docs.lower() and "//unpkg" not in docs
+
+
+@pytest.mark.parametrize("url", ["/api/v1/responses", "/api/v1/feedback", "/api/v1/jobs"])
+def test_other_list_query_counts_do_not_grow(manager_client, dataset, users, url):
+    from jobs.models import Job
+
+    def grow(n):
+        for record in make_records(dataset, n):
+            a, b = record.responses.all()
+            Feedback.objects.create(record=record, kind="pairwise", author_kind="human", author=users["manager"],
+                                    payload={"a": a.pk, "b": b.pk, "choice": "a"})
+            Response.objects.create(record=record, text="h", author_kind="human", author=users["admin"])
+            Job.objects.create(kind="corpus.import", created_by=users["manager"])
+
+    def queries():
+        with CaptureQueriesContext(connection) as ctx:
+            assert manager_client.get(url).status_code == 200
+        return len(ctx)
+
+    grow(2)
+    few = queries()
+    grow(20)
+    assert queries() == few

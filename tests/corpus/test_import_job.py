@@ -100,7 +100,28 @@ def test_whole_file_errors_fail_cleanly(dataset, tmp_path):
     assert job.status == Job.Status.FAILED and "cannot tell the file format" in job.error
 
 
-def test_resume_skips_committed_batches(dataset, tmp_path, settings):
+@pytest.fixture
+def interrupt_batch(monkeypatch):
+    """interrupt_batch(n, exc): the n-th write_batch call raises exc instead of writing."""
+    from corpus import importing
+
+    def install(n: int, exc: BaseException):
+        real = importing.write_batch
+        calls = {"n": 0}
+
+        def write_batch(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == n:
+                raise exc
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(importing, "write_batch", write_batch)
+        return lambda: monkeypatch.setattr(importing, "write_batch", real)
+
+    return install
+
+
+def test_resume_skips_committed_batches(dataset, tmp_path, settings, interrupt_batch):
     """A second attempt starts after the checkpointed line and writes each row once."""
     settings.WINNOW_IMPORT_BATCH_SIZE = 10
     path = write_jsonl(tmp_path / "x.jsonl", [{"text": f"doc {i}"} for i in range(35)])
@@ -108,23 +129,10 @@ def test_resume_skips_committed_batches(dataset, tmp_path, settings):
     job = create_job(KIND, params=params, enqueue=False)
 
     # First attempt: die (as a killed worker would) after two committed batches.
-    from corpus import importing
-
-    real = importing.write_batch
-    calls = {"n": 0}
-
-    def dying_write_batch(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise SystemExit("worker killed")
-        return real(*args, **kwargs)
-
-    importing.write_batch = dying_write_batch
-    try:
-        with pytest.raises(SystemExit):
-            run_job(job.pk)
-    finally:
-        importing.write_batch = real
+    restore = interrupt_batch(3, SystemExit("worker killed"))
+    with pytest.raises(SystemExit):
+        run_job(job.pk)
+    restore()
     job.refresh_from_db()
     assert job.status == Job.Status.RUNNING and job.state["line"] == 20
     assert Record.objects.count() == 20
@@ -138,27 +146,13 @@ def test_resume_skips_committed_batches(dataset, tmp_path, settings):
     assert texts == sorted(f"doc {i}" for i in range(35))
 
 
-def test_cancel_mid_import_removes_what_it_wrote(dataset, tmp_path, settings):
+def test_cancel_mid_import_removes_what_it_wrote(dataset, tmp_path, settings, interrupt_batch):
     settings.WINNOW_IMPORT_BATCH_SIZE = 5
     path = write_jsonl(tmp_path / "x.jsonl", [{"text": f"doc {i}"} for i in range(20)])
     params = ImportRequest(dataset_id=dataset.pk, path=str(path), filename=path.name).as_params()
     job = create_job(KIND, params=params, enqueue=False)
-    from corpus import importing
-
-    real = importing.write_batch
-    calls = {"n": 0}
-
-    def cancel_after_two(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise JobCancelled()
-        return real(*args, **kwargs)
-
-    importing.write_batch = cancel_after_two
-    try:
-        run_job(job.pk)
-    finally:
-        importing.write_batch = real
+    interrupt_batch(3, JobCancelled())
+    run_job(job.pk)
     job.refresh_from_db()
     assert job.status == Job.Status.CANCELLED
     assert Record.objects.count() == 0
@@ -179,3 +173,18 @@ def test_progress_total_is_known_from_the_start(dataset, tmp_path):
     path = write_jsonl(tmp_path / "x.jsonl", [{"text": f"doc {i}"} for i in range(12)])
     job = import_job(dataset, path)
     assert (job.progress_done, job.progress_total) == (12, 12)
+
+
+def test_parsing_in_a_child_process_gives_the_same_result(dataset, tmp_path, settings):
+    """Big files are parsed in a spawned child; force that path on a small file."""
+    settings.WINNOW_IMPORT_PARALLEL_BYTES = 0
+    settings.WINNOW_IMPORT_BATCH_SIZE = 7
+    rows = [{"id": i, "prompt": f"p{i}", "chosen": "c", "rejected": "r"} for i in range(30)]
+    job = import_job(dataset, write_jsonl(tmp_path / "x.jsonl", rows))
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert (job.result["records"], job.result["feedback"]) == (30, 30)
+    bad = import_job(dataset, write_jsonl(tmp_path / "y.jsonl", [{"text": "ok"}, "{oops"]))
+    assert bad.status == Job.Status.FAILED and bad.result["errors"][0]["line"] == 2
+    empty = tmp_path / "z.jsonl"
+    empty.write_text("\n")
+    assert "empty" in import_job(dataset, empty).error
