@@ -23,7 +23,6 @@ Every shape also reads `id`/`external_id` (external id), `metadata` (an object) 
 from __future__ import annotations
 
 import csv
-
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,16 +124,6 @@ def item_to_row(item: ImportItem) -> list:
         [[r.text, r.author_kind, r.model_name] for r in item.responses],
         [[f.kind, f.payload, list(f.refs)] for f in item.feedback],
     ]
-
-
-def item_from_row(row: list) -> ImportItem:
-    line, shape, kind, prompt, context, history, metadata, external_id, responses, feedback = row
-    return ImportItem(
-        line, shape, kind, prompt, context, orjson.loads(history), orjson.loads(metadata),
-        external_id,
-        [ImportResponse(*r) for r in responses],
-        [ImportFeedback(k, payload, tuple(refs)) for k, payload, refs in feedback],
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -640,6 +629,6 @@ def sniff_head(path: Path, size: int = 4096) -> bytes:
 
 __all__ = [
     "FILE_FORMATS", "SHAPES", "ImportFeedback", "ImportFileError", "ImportItem", "ImportOptions",
-    "ImportResponse", "RowError", "detect_file_format", "detect_shape", "item_from_row",
+    "ImportResponse", "RowError", "detect_file_format", "detect_shape",
     "estimate_rows", "item_to_row", "parsed_chunks", "parsed_chunks_in_child", "parse_row", "read_items", "sniff_head",
 ]

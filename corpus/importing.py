@@ -5,13 +5,15 @@ stores the job's checkpoint (the last line written), so a worker killed half-way
 the last committed batch. If any row is bad and `skip_invalid` is off, writing stops at the
 first bad row, the scan goes on to report every bad row with its line number, and the job fails
 and deletes what it wrote (every row carries its job id): nothing is left behind. (Validating
-the whole file first and then writing was measured at two-thirds of this speed: parsing is
-a third of the work.) Records whose external id is
-already in the dataset are skipped, so re-importing a file does not duplicate it.
+the whole file first, then writing, was measured at two-thirds of this speed: parsing is a
+third of the work.) Records whose external id is already in the dataset are skipped, so
+re-importing a file does not duplicate it. Big files are parsed in a child process so that
+parsing and writing overlap (formats.parsed_chunks_in_child).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from django.db import transaction
 
 from jobs.registry import JobFailed, job_handler
 
+from .bulk import RowInserter, as_json, last_ids
 from .formats import (
     ImportFileError,
     ImportOptions,
@@ -31,7 +34,6 @@ from .formats import (
     parsed_chunks_in_child,
     sniff_head,
 )
-from .bulk import RowInserter, as_json, last_ids
 from .models import Dataset, Feedback, Record, Response
 
 KIND = "corpus.import"
@@ -85,22 +87,18 @@ class _ErrorReport:
             self.errors.append(error)
 
 
-RECORD_INSERT = None  # built on first use: it needs a database connection
-
-
-def _inserters():
-    global RECORD_INSERT
-    if RECORD_INSERT is None:
-        RECORD_INSERT = (
-            RowInserter(Record, ["dataset", "kind", "prompt", "context", "history", "metadata",
-                                 "external_id", "source", "provenance", "status", "status_reason",
-                                 "job"]),
-            RowInserter(Response, ["record", "text", "author_kind", "model_name",
-                                   "generation_params", "provenance", "status", "status_reason"]),
-            RowInserter(Feedback, ["record", "kind", "payload", "author_kind", "model_name",
-                                   "provenance"]),
-        )
-    return RECORD_INSERT
+@functools.cache
+def _inserters() -> tuple[RowInserter, RowInserter, RowInserter]:
+    """Built on first use (the SQL depends on the database vendor), then reused."""
+    return (
+        RowInserter(Record, ["dataset", "kind", "prompt", "context", "history", "metadata",
+                             "external_id", "source", "provenance", "status", "status_reason",
+                             "job"]),
+        RowInserter(Response, ["record", "text", "author_kind", "model_name",
+                               "generation_params", "provenance", "status", "status_reason"]),
+        RowInserter(Feedback, ["record", "kind", "payload", "author_kind", "model_name",
+                               "provenance"]),
+    )
 
 
 def write_batch(

@@ -158,6 +158,7 @@ def test_browse_records_in_the_admin_and_swagger_ui(server, django_user_model, t
 def test_children_die_with_a_killed_supervisor(server, processes):
     """`winnow run` SIGKILLed (no chance to clean up) must not leave orphans behind."""
     import os
+
     import psutil
 
     _, proc = server
