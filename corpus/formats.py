@@ -23,6 +23,7 @@ Every shape also reads `id`/`external_id` (external id), `metadata` (an object) 
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,8 @@ class ImportItem:
     external_id: str | None = None
     responses: list[ImportResponse] = field(default_factory=list)
     feedback: list[ImportFeedback] = field(default_factory=list)
+    # history and metadata as JSON, encoded once by the storability check and reused.
+    encoded: tuple[bytes, bytes] | None = None
 
 
 def item_to_row(item: ImportItem) -> list:
@@ -119,7 +122,7 @@ def item_to_row(item: ImportItem) -> list:
     JSON text already: serialising them here keeps that work in the parsing process."""
     return [
         item.line, item.shape, item.kind, item.prompt, item.context,
-        orjson.dumps(item.history).decode(), orjson.dumps(item.metadata).decode(),
+        *(part.decode() for part in item.encoded or (orjson.dumps(item.history), orjson.dumps(item.metadata))),
         item.external_id,
         [[r.text, r.author_kind, r.model_name] for r in item.responses],
         [[f.kind, f.payload, list(f.refs)] for f in item.feedback],
@@ -392,11 +395,17 @@ def _margin(row: dict) -> float | None:
         return None
     if isinstance(value, str):
         try:
-            return float(value)
+            value = float(value)
         except ValueError:
             raise _BadRow("margin", f"must be a number, got {value!r}") from None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            value = math.inf
+        if not math.isfinite(value):
+            raise _BadRow("margin", "must be a finite number")
+        return value
     raise _BadRow("margin", f"must be a number, got {type(value).__name__}")
 
 
@@ -450,11 +459,50 @@ def parse_row(shape: str, row: dict, line: int, options: ImportOptions) -> Impor
     """One row of a known shape -> an ImportItem, or a RowError saying what is wrong."""
     try:
         item = _parse(shape, row, options)
+        _check_storable(shape, item)
         item.line = line
         item.external_id = _external_id(row)
         return item
     except _BadRow as bad:
         return RowError(line, bad.field, bad.reason)
+
+
+# The row keys each part of an item came from, per shape, so a storage problem names its field.
+_PROMPT_KEY = {"alpaca": "instruction", "dolly": "instruction", "sharegpt": "conversations",
+               "messages": "messages", "text": "text"}
+_CONTEXT_KEY = {"alpaca": "input", "dolly": "context"}
+_RESPONSE_KEYS = {"alpaca": ("output",), "dolly": ("response",), "sharegpt": ("conversations",),
+                  "messages": ("messages",), "preference": ("chosen", "rejected")}
+_NUL = "contains a NUL character (\\u0000), which the database cannot store"
+
+
+def _check_text(field: str, text: str) -> None:
+    if "\x00" in text:
+        raise _BadRow(field, _NUL)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _BadRow(field, "is not valid Unicode (it holds a lone surrogate)") from None
+
+
+def _check_storable(shape: str, item: ImportItem) -> None:
+    """Reject what parses as JSON but no database column stores: NUL characters (PostgreSQL
+    text and jsonb refuse them), lone surrogates, integers beyond 64 bits."""
+    _check_text(_PROMPT_KEY.get(shape, "prompt"), item.prompt)
+    _check_text(_CONTEXT_KEY.get(shape, "context"), item.context)
+    keys = _RESPONSE_KEYS.get(shape, ("completion",))
+    for index, response in enumerate(item.responses):
+        _check_text(keys[min(index, len(keys) - 1)], response.text)
+    encoded = []
+    for value, key in ((item.history, _PROMPT_KEY.get(shape, "prompt")), (item.metadata, "metadata")):
+        try:
+            encoded.append(orjson.dumps(value))
+        except TypeError as error:
+            raise _BadRow(key, f"cannot be stored: {error}") from None
+        if b"\\u0000" in encoded[-1]:
+            raise _BadRow(key, _NUL)
+    item.encoded = (encoded[0], encoded[1])
 
 
 def _parse(shape: str, row: dict, options: ImportOptions) -> ImportItem:

@@ -67,6 +67,9 @@ class Record(models.Model):
         max_length=16, choices=CurationStatus.choices, default=CurationStatus.KEPT
     )
     status_reason = models.TextField(blank=True, default="")
+    # Set by curation: records in one near-duplicate cluster share it (kept representative
+    # included), so snapshot splits keep a cluster on one side. Empty: in no cluster.
+    dup_cluster = models.CharField(max_length=64, blank=True, default="", db_default="")
     job = models.ForeignKey(
         "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         help_text="The job that wrote this record, so an abandoned job can undo its writes.",
@@ -168,3 +171,102 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} on record {self.record_id}"
+
+
+class ImmutableSnapshotError(Exception):
+    pass
+
+
+class Snapshot(models.Model):
+    """An immutable, reproducible training dataset: a folder holding `train.jsonl`,
+    `test.jsonl`, `manifest.json` and `card.md` (see docs/snapshots.md).
+
+    Training reads a snapshot through `kind`, `directory` and `counts` only; the builders
+    (corpus.snapshots) own everything else about it.
+    """
+
+    class Kind(models.TextChoices):
+        SFT = "sft"                 # messages, or prompt/completion
+        PREFERENCE = "preference"   # prompt/chosen/rejected (+ margin, source)
+        BINARY = "binary"           # prompt/completion/label (KTO)
+        TEXT = "text"               # text (continued pre-training)
+
+    class Status(models.TextChoices):
+        BUILDING = "building"
+        READY = "ready"
+        FAILED = "failed"
+
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.BUILDING)
+    recipe = models.JSONField(default=dict, blank=True)
+    # {"train": n, "test": n, ...}; binary snapshots add "desirable" and "undesirable".
+    counts = models.JSONField(default=dict, blank=True)
+    # sha256 over the manifest: two builds of one recipe on the same data share it.
+    content_hash = models.CharField(max_length=64, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    job = models.ForeignKey(
+        "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    # What the build saw and skipped: annotators, agreement, generator models, skip reasons.
+    stats = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+    FILES = ("train.jsonl", "test.jsonl", "manifest.json", "card.md", "lineage.jsonl",
+             "train.parquet", "test.parquet")
+
+    def save(self, *args, **kwargs):
+        # Immutable once built: a ready snapshot's rows, recipe and counts are what training
+        # runs and downloads were made from. Build a new one instead.
+        if self.pk is not None and Snapshot.objects.filter(pk=self.pk, status=self.Status.READY).exists():
+            raise ImmutableSnapshotError(f"snapshot {self.pk} is ready and cannot change; build a new one")
+        super().save(*args, **kwargs)
+
+    @property
+    def directory(self):
+        """The folder that holds this snapshot's files."""
+        return settings.DATA_DIR / "snapshots" / str(self.pk)
+
+
+class RegisteredModel(models.Model):
+    """A language model Winnow can load from local disk: the bundled SmolLM2, a folder a
+    user registers, or what a training run produced. Training makes them; synth serves
+    them. Nothing is ever loaded from a hub."""
+
+    class Origin(models.TextChoices):
+        BUNDLED = "bundled"
+        LOCAL = "local"        # a Hugging Face folder a user registered
+        TRAINED = "trained"    # produced by a training run
+
+    class Format(models.TextChoices):
+        FULL = "full"          # a complete model folder (full fine-tune, or merged adapter)
+        ADAPTER = "adapter"    # a PEFT adapter folder on top of `base`
+
+    name = models.CharField(max_length=200, unique=True)
+    origin = models.CharField(max_length=16, choices=Origin.choices)
+    format = models.CharField(max_length=16, choices=Format.choices, default=Format.FULL)
+    path = models.CharField(max_length=1000, help_text="A local folder.")
+    base = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="derived",
+        help_text="For adapters (and trained models): the model they were trained from.",
+    )
+    # What produced it, e.g. {"training_run": 7, "snapshot": 3, "method": "dpo"}.
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -5,7 +5,7 @@ import logging
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
-from rest_framework import exceptions, pagination
+from rest_framework import exceptions, pagination, serializers
 from rest_framework.views import exception_handler as drf_exception_handler
 
 logger = logging.getLogger("winnow.api")
@@ -34,6 +34,14 @@ def _flatten(detail, prefix: str = "") -> list[dict]:
     return [{"field": prefix or None, "reason": str(detail), "code": getattr(detail, "code", "invalid")}]
 
 
+def _encodable(value):
+    """Error messages quote the input; a lone surrogate in it (valid in JSON text, not in UTF-8)
+    must not turn a 400 into a 500 when the response is rendered."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
 def exception_handler(exc, context):
     """Every API error is JSON: {"detail", "code", "errors": [{"field", "reason", "code"}]}."""
     if isinstance(exc, DjangoValidationError):
@@ -48,14 +56,14 @@ def exception_handler(exc, context):
     if response is None:
         return None
     if isinstance(exc, exceptions.ValidationError):
-        errors = _flatten(exc.detail)
+        errors = [{key: _encodable(value) for key, value in error.items()} for error in _flatten(exc.detail)]
         first = errors[0] if errors else {"field": None, "reason": "invalid input"}
         detail = f"{first['field']}: {first['reason']}" if first["field"] else first["reason"]
         body = {"detail": detail, "code": "invalid", "errors": errors}
     else:
         detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
         code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
-        body = {"detail": str(detail), "code": code, "errors": []}
+        body = {"detail": _encodable(str(detail)), "code": code, "errors": []}
     response.data = body
     return response
 
@@ -75,6 +83,20 @@ def json_server_error(request):
 class PageNumberPagination(pagination.PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
+
+
+MAX_DB_ID = 2**63 - 1
+
+
+def id_param(params, name: str) -> int | None:
+    """An integer id from the query string (None when absent): a 400 for anything that is not
+    a plain ASCII number a database id column can hold, never an overflow further down."""
+    value = params.get(name)
+    if value in (None, ""):
+        return None
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_DB_ID:
+        raise serializers.ValidationError({name: "must be an integer id"})
+    return int(value)
 
 
 class IdCursorPagination(pagination.CursorPagination):

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from importlib import import_module
 from pathlib import Path
 
 from jobs.process import die_with_parent
@@ -95,7 +96,13 @@ class Supervisor:
 
 def cmd_run(args) -> int:
     url = f"http://{args.host}:{args.port}"
-    for step in (("migrate", "--noinput", "-v", "0"), ("ensure_admin", "--url", url)):
+    steps = [("migrate", "--noinput", "-v", "0"), ("ensure_admin", "--url", url)]
+    if not args.no_llm:
+        from synth.localserver import usable_port
+
+        args.llm_port = usable_port(args.llm_port)
+        steps.append(("ensure_local_provider", "--port", str(args.llm_port)))
+    for step in steps:
         subprocess.run(_manage(*step), check=True)
     web = [
         sys.executable, "-m", "gunicorn", "winnow.wsgi:application",
@@ -104,9 +111,15 @@ def cmd_run(args) -> int:
         "--chdir", str(ROOT),
     ]
     worker = _manage("worker", "--queue-name", "default,training", "--no-reload")
+    services = {"web": web, "worker": worker}
+    if not args.no_llm:
+        # The bundled model behind the "local" provider (synth), on loopback only.
+        from synth.localserver import bundled_model_folder, supervised_server_command
+
+        services["llm"] = supervised_server_command(bundled_model_folder(ROOT), args.llm_port)
     print(f"winnow: serving on {url}  (API docs {url}/api/docs/, admin {url}/admin/)  Ctrl-C stops",
           flush=True)
-    return Supervisor({"web": web, "worker": worker}).run()
+    return Supervisor(services).run()
 
 
 # -- import ----------------------------------------------------------------------------------
@@ -228,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8000)
     run.add_argument("--web-workers", type=int, default=2)
+    run.add_argument("--llm-port", type=int, default=int(os.environ.get("WINNOW_LOCAL_LLM_PORT", 8011)),
+                     help="port of the local model server (the bundled model)")
+    run.add_argument("--no-llm", action="store_true", help="do not serve the bundled model")
     run.set_defaults(func=cmd_run)
 
     imp = sub.add_parser("import", help="import a JSONL, JSON, CSV or Parquet file")
@@ -252,6 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     jobs.add_argument("--limit", type=int, default=20)
     jobs.set_defaults(func=cmd_jobs)
+
+    # Each app adds its own subcommands (APP/cli.py).
+    for app in ("corpus", "synth", "curate", "annotate", "training"):
+        import_module(f"{app}.cli").add_commands(sub)
 
     for name in ("worker", "manage"):
         p = sub.add_parser(name, help="a background worker" if name == "worker" else "run manage.py",

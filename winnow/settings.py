@@ -13,6 +13,9 @@ import dj_database_url
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("WINNOW_DATA_DIR", BASE_DIR / "var")).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
+# Local model folders (the converted bundled model, registered and trained models). Kept apart
+# from DATA_DIR so tests and throwaway data dirs share one converted copy of the bundled model.
+MODELS_DIR = Path(os.environ.get("WINNOW_MODELS_DIR", BASE_DIR / "var" / "models")).resolve()
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -200,3 +203,40 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("WINNOW_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# corpus snapshots (issue 6). The Snapshot enums' names in the API schema:
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
+    "SnapshotKindEnum": "corpus.models.Snapshot.Kind",
+})
+# Snapshot builds of this many records or more are read and built by this many processes.
+WINNOW_SNAPSHOT_WORKERS = _env_int("WINNOW_SNAPSHOT_WORKERS", min(2, os.cpu_count() or 1))
+WINNOW_SNAPSHOT_PARALLEL_MIN_RECORDS = _env_int("WINNOW_SNAPSHOT_PARALLEL_MIN_RECORDS", 100_000)
+# Curation (curate/): where the shared near-duplicate index lives when a step asks for
+# `"index": "redis"`, and the key prefix of its tables (tests use their own prefix and db).
+WINNOW_CURATE_REDIS_URL = os.environ.get("WINNOW_CURATE_REDIS_URL", "redis://127.0.0.1:6379/0")
+WINNOW_CURATE_REDIS_PREFIX = os.environ.get("WINNOW_CURATE_REDIS_PREFIX", "winnow:lsh")
+# PII detection worker processes (spaCy NER runs in each); 0 = one per CPU core.
+WINNOW_CURATE_PII_PROCESSES = _env_int("WINNOW_CURATE_PII_PROCESSES", 0)
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
+    "CurationRunStatusEnum": "curate.models.CurationRun.Status",
+    "PIIReviewStatusEnum": "curate.models.PIIFinding.Review",
+    "CurationActionEnum": "curate.models.CurationDecision.Action",
+})
+# annotate: persistent database connections for busy deployments (the annotation queue makes
+# many short requests; a new PostgreSQL connection per request costs more than the query).
+# Off by default, as before; e.g. WINNOW_DB_CONN_MAX_AGE=60 under gunicorn.
+if os.environ.get("WINNOW_DB_CONN_MAX_AGE"):
+    DATABASES["default"]["CONN_MAX_AGE"] = _env_int("WINNOW_DB_CONN_MAX_AGE", 0)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# -- synth (issue 3): generation providers and the local model server ----------------------------
+# `winnow run` serves the bundled model here (loopback only) as the "local" provider.
+WINNOW_LOCAL_LLM_HOST = os.environ.get("WINNOW_LOCAL_LLM_HOST", "127.0.0.1")
+WINNOW_LOCAL_LLM_PORT = _env_int("WINNOW_LOCAL_LLM_PORT", 8011)
+# Requests in flight to a local `transformers serve`: continuous batching gains up to ~8.
+WINNOW_LOCAL_LLM_CONCURRENCY = _env_int("WINNOW_LOCAL_LLM_CONCURRENCY", 8)
+WINNOW_LOCAL_LLM_TIMEOUT = float(os.environ.get("WINNOW_LOCAL_LLM_TIMEOUT", "300"))
+# Training (training/, issue 7). WINNOW_TRAINING_CUDA=1|0 overrides CUDA detection where the web
+# host has no GPU but its training workers do (QLoRA and fp16 are refused without CUDA).
+WINNOW_TRAINING_CUDA = (
+    _env_bool("WINNOW_TRAINING_CUDA", False) if os.environ.get("WINNOW_TRAINING_CUDA") else None
+)

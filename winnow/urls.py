@@ -1,3 +1,5 @@
+from importlib import import_module
+
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -23,8 +25,13 @@ router.register("jobs", JobViewSet, basename="job")
 
 api_v1 = [
     path("datasets/<int:dataset_id>/records", DatasetRecordList.as_view(), name="dataset-records"),
-    *router.urls,
 ]
+# Each app owns its routes (APP/routes.py), so adding an app's endpoints never edits this file.
+for app in ("corpus", "synth", "curate", "annotate", "training"):
+    routes = import_module(f"{app}.routes")
+    routes.register(router)
+    api_v1 += routes.urlpatterns
+api_v1 += router.urls
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -266,3 +266,13 @@ def test_other_list_query_counts_do_not_grow(manager_client, dataset, users, url
     few = queries()
     grow(20)
     assert queries() == few
+
+
+@pytest.mark.parametrize("query", ["record=12422589875839234048", "record=²", "dataset=99999999999999999999",
+                                   "record=-1", "record=1.5"])
+@pytest.mark.parametrize("endpoint", ["responses", "feedback"])
+def test_id_filters_beyond_what_an_id_column_holds_are_400(clients, endpoint, query):
+    # Found by schemathesis: a 20-digit id overflowed SQLite's integer binding (a 500).
+    response = clients["admin"].get(f"/api/v1/{endpoint}?{query}")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == query.split("=")[0]
