@@ -38,8 +38,8 @@ def server(processes):
 
     def up():
         try:
-            return requests.get(f"{base}/api/schema/", timeout=2).status_code == 200
-        except requests.ConnectionError:
+            return requests.get(f"{base}/api/schema/", timeout=15).status_code == 200
+        except requests.RequestException:  # refused, or a slow first schema build on a busy host
             assert proc.poll() is None, processes.log("server")
             return False
 
@@ -163,7 +163,7 @@ def test_children_die_with_a_killed_supervisor(server, processes):
 
     _, proc = server
     children = psutil.Process(proc.pid).children()
-    assert len(children) == 2
+    assert len(children) == 3  # web, worker, and the bundled model's server (synth)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     gone, alive = psutil.wait_procs(children, timeout=20)
