@@ -10,7 +10,7 @@ PYTEST ?= $(BIN)/python -m pytest -p no:cacheprovider
 
 MODEL  := var/models/SmolLM2-135M-Instruct/winnow-bundled.json
 
-.PHONY: install model run test test-sqlite test-postgres bench browser services clean
+.PHONY: install model run demo test test-sqlite test-postgres bench browser services clean
 
 install: $(STAMP) $(MODEL)
 
@@ -32,6 +32,10 @@ $(STAMP): pyproject.toml
 
 run: install
 	$(BIN)/winnow run
+
+# The whole loop on the bundled model (docs/demo.md); DEMO_ARGS="--prompts 24" for a smaller one.
+demo: install
+	$(BIN)/winnow demo $(DEMO_ARGS)
 
 # Debian's chromium and chromedriver drive the browser tests (no browser download).
 browser:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -229,6 +230,40 @@ def cmd_jobs(args) -> int:
     return _report(job, Job) if job.is_finished else 0
 
 
+# -- demo ------------------------------------------------------------------------------------
+
+
+def cmd_demo(args) -> int:
+    _setup_django()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from winnow.demo import Demo, DemoFailed, DemoOptions, format_report, option_errors
+
+    options = DemoOptions(prompts=args.prompts, responses=args.responses, rule=args.rule,
+                          eval_prompts=args.eval_prompts, epochs=args.epochs, seed=args.seed,
+                          response_tokens=args.response_tokens, eval_tokens=args.eval_tokens,
+                          round_two=args.round_two, name=args.name or "")
+    errors = option_errors(options)
+    if errors:
+        for error in errors:
+            print(f"winnow demo: {error}", file=sys.stderr)
+        return 2
+    call_command("migrate", verbosity=0)
+    demo = Demo(options, _progress_bar)
+    try:
+        report = demo.run_all()
+    except DemoFailed as exc:
+        print(f"winnow demo: {exc}", file=sys.stderr)
+        return 1
+    out = settings.DATA_DIR / "demo" / f"{report['name']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(format_report(report))
+    print(f"report: {out}")
+    return 0
+
+
 # -- entry point -----------------------------------------------------------------------------
 
 
@@ -268,6 +303,20 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     jobs.add_argument("--limit", type=int, default=20)
     jobs.set_defaults(func=cmd_jobs)
+
+    demo = sub.add_parser("demo", help="the whole loop: generate, curate, judge, train DPO, evaluate, serve")
+    demo.add_argument("--prompts", type=int, default=40, help="self-instruct prompts to keep")
+    demo.add_argument("--responses", type=int, default=3, choices=range(2, 5),
+                      help="responses per prompt, each under another system prompt")
+    demo.add_argument("--rule", default="max_sentences:3", help="the target behaviour, as a rule judge")
+    demo.add_argument("--eval-prompts", type=int, default=16, help="held-out prompts for the win rate")
+    demo.add_argument("--epochs", type=float, default=2.0)
+    demo.add_argument("--response-tokens", type=int, default=160)
+    demo.add_argument("--eval-tokens", type=int, default=96)
+    demo.add_argument("--round-two", type=int, default=8, help="prompts for the trained model's round")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--name", help="dataset and report name (default demo-DATE-TIME)")
+    demo.set_defaults(func=cmd_demo)
 
     # Each app adds its own subcommands (APP/cli.py).
     for app in ("corpus", "synth", "curate", "annotate", "training"):
