@@ -115,7 +115,9 @@ def test_admin_runs_the_default_pipeline_shows_the_report_and_reverts(
         browser.find_element(By.CSS_SELECTOR, f"input[name=_selected_action][value='{dataset.pk}']").click()
         Select(browser.find_element(By.NAME, "action")).select_by_value("run_default_pipeline")
         browser.find_element(By.NAME, "index").click()
-        assert "Queued" in browser.page_source and "curation run #" in browser.page_source
+        # The click submits a form: wait for the next page rather than read the old one.
+        wait_for(lambda: "Queued" in browser.page_source and "curation run #" in browser.page_source,
+                 timeout=30, what="the queued message")
         run = CurationRun.objects.get(dataset=dataset)
         wait_for(lambda: CurationRun.objects.get(pk=run.pk).status == "succeeded", timeout=180,
                  what="the curation run")
@@ -130,7 +132,8 @@ def test_admin_runs_the_default_pipeline_shows_the_report_and_reverts(
         browser.find_element(By.CSS_SELECTOR, f"input[name=_selected_action][value='{run.pk}']").click()
         Select(browser.find_element(By.NAME, "action")).select_by_value("revert_runs")
         browser.find_element(By.NAME, "index").click()
-        assert f"Run #{run.pk} reverted" in browser.page_source
+        wait_for(lambda: f"Run #{run.pk} reverted" in browser.page_source, timeout=30,
+                 what="the reverted message")
     finally:
         browser.quit()
     assert CurationRun.objects.get(pk=run.pk).status == "reverted"
