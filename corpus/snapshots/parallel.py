@@ -20,6 +20,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection, connections
 
+from jobs.process import forked_child
+
 from .builders import SnapshotBuilder, builder_for
 from .recipe import Recipe
 from .stream import RecordStream
@@ -41,6 +43,7 @@ def plan_parts(recipe: Recipe, stream: RecordStream, total: int) -> list[tuple]:
 
 
 def _run_part(recipe_data, kinds, excluded, staging, expected_rows, part, id_range, counter, results):
+    forked_child()
     try:
         recipe = Recipe(recipe_data)
         builder = builder_for(recipe)

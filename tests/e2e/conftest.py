@@ -65,6 +65,19 @@ class Processes:
         return self.start(sys.executable, "manage.py", "worker", "--queue-name", "default,training",
                           "--interval", "0.2", "--no-startup-delay", "--no-reload", log=log, env=env)
 
+    def wait_serving(self, proc: subprocess.Popen, url: str, *, log: str, timeout: float = 120) -> None:
+        """Wait until `url` answers 200; fail with the process's log if it dies first."""
+        import requests
+
+        def up():
+            try:
+                return requests.get(url, timeout=15).status_code == 200
+            except requests.RequestException:  # refused while starting, or slow on a busy machine
+                assert proc.poll() is None, self.log(log)
+                return False
+
+        wait_for(up, timeout=timeout, what=f"{url} to answer")
+
     def log(self, name: str) -> str:
         return (self.tmp_path / f"{name}.log").read_text(errors="replace")
 
