@@ -16,6 +16,7 @@ from rest_framework.response import Response as APIResponse
 from corpus.feedback import PayloadError
 from corpus.models import Dataset, Response
 from winnow.roles import is_manager, role_of
+from winnow.throttles import SubmitThrottle
 
 from . import queue, setup, stats
 from .models import AnnotationProject, Assignment, Item, ProjectMember
@@ -256,7 +257,7 @@ class AnnotationProjectViewSet(viewsets.ModelViewSet):
         return self._run(claim)
 
     @extend_schema(request=SubmitSerializer, responses={201: dict, 200: dict})
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], throttle_classes=[SubmitThrottle])
     def submit(self, request, pk=None):
         project = self.get_object()
         body = self._body(SubmitSerializer)
@@ -274,7 +275,7 @@ class AnnotationProjectViewSet(viewsets.ModelViewSet):
         return self._run(run)
 
     @extend_schema(request=ItemRefSerializer, responses={204: None})
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], throttle_classes=[SubmitThrottle])
     def skip(self, request, pk=None):
         project = self.get_object()
         body = self._body(ItemRefSerializer)

@@ -1,5 +1,6 @@
-"""Safe rendering of prompts, responses and guidelines: Markdown to HTML, then sanitised with
-nh3 (an allow-list), so no data can inject script, handlers, styles or remote images."""
+"""Safe rendering of prompts, responses and guidelines: Markdown to HTML, with any HTML in the
+text shown as text (not rendered), then sanitised with nh3 (an allow-list) as a second line, so
+no data can inject markup, script, handlers, styles or remote images."""
 
 from __future__ import annotations
 
@@ -15,10 +16,18 @@ ALLOWED_TAGS = (set(nh3.ALLOWED_TAGS) - {"img"}) | {"pre", "code", "table", "the
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "code": {"class"}, "th": {"align"}, "td": {"align"}}
 
 
+def _markdown() -> markdown.Markdown:
+    """A converter that treats raw HTML as text: Markdown passes HTML blocks and inline tags
+    through by default, and record text is untrusted. (Not shared: instances keep state.)"""
+    md = markdown.Markdown(extensions=["fenced_code", "tables", "sane_lists", "nl2br"], output_format="html")
+    md.preprocessors.deregister("html_block")
+    md.inlinePatterns.deregister("html")
+    return md
+
+
 @lru_cache(maxsize=4096)
 def markdown_html(text: str) -> str:
-    raw = markdown.markdown(text, extensions=["fenced_code", "tables", "sane_lists", "nl2br"],
-                            output_format="html")
+    raw = _markdown().convert(text)
     return nh3.clean(raw, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES,
                      url_schemes={"http", "https", "mailto"}, link_rel="noopener noreferrer nofollow")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response as APIResponse
@@ -12,7 +12,7 @@ from rest_framework.response import Response as APIResponse
 from corpus import access
 from corpus.models import Dataset
 from jobs.api import JobListSerializer
-from winnow.api import IdCursorPagination
+from winnow.api import IdCursorPagination, id_param
 from winnow.roles import IsManager, ManagerOrReadOnly
 
 from .models import CurationDecision, CurationRun, PIIFinding
@@ -84,11 +84,8 @@ class CurationRunViewSet(mixins.CreateModelMixin, mixins.ListModelMixin,
         runs = CurationRun.objects.filter(
             dataset__in=access.visible_datasets(self.request.user).values("pk")
         ).select_related("job", "created_by")
-        dataset = self.request.query_params.get("dataset")
-        if dataset:
-            if not dataset.isdigit():
-                raise exceptions.ValidationError({"dataset": "must be a dataset id"})
-            runs = runs.filter(dataset_id=int(dataset))
+        if (dataset := id_param(self.request.query_params, "dataset")) is not None:
+            runs = runs.filter(dataset_id=dataset)
         return runs
 
     def get_serializer_class(self):
@@ -140,6 +137,7 @@ class PIIFindingSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+@extend_schema_serializer(component_name="PIIReview")
 class ReviewSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(["approve", "edit", "reject"])
     replacement = serializers.CharField(required=False, allow_blank=True,
@@ -170,11 +168,8 @@ class PIIFindingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                     {"review_status": f"one of {', '.join(PIIFinding.Review.values)}"})
             findings = findings.filter(review_status=review)
         for name in ("run", "record"):
-            value = params.get(name)
-            if value:
-                if not value.isdigit():
-                    raise exceptions.ValidationError({name: "must be an id"})
-                findings = findings.filter(**{f"{name}_id": int(value)})
+            if (value := id_param(params, name)) is not None:
+                findings = findings.filter(**{f"{name}_id": value})
         entity = params.get("entity_type")
         if entity:
             findings = findings.filter(entity_type=entity)

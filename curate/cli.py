@@ -54,7 +54,7 @@ def _setup():
 def _dataset(name_or_id: str):
     from corpus.models import Dataset
 
-    query = Dataset.objects.filter(pk=int(name_or_id)) if name_or_id.isdigit() else \
+    query = Dataset.objects.filter(pk=int(name_or_id)) if name_or_id.isascii() and name_or_id.isdigit() else \
         Dataset.objects.filter(name=name_or_id)
     dataset = query.first()
     if dataset is None:

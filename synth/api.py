@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from corpus.models import Dataset, RegisteredModel
 from jobs.runner import request_cancel
+from winnow.api import id_param
 from winnow.roles import IsManager
 
 from .generation import create_generation_job
@@ -90,7 +91,7 @@ class ProviderSelector(serializers.Field):
             provider = Provider.objects.filter(pk=value).first()
         elif isinstance(value, str) and value:
             provider = Provider.objects.filter(name=value).first()
-            if provider is None and value.isdigit():
+            if provider is None and value.isascii() and value.isdigit() and len(value) < 19:
                 provider = Provider.objects.filter(pk=int(value)).first()
         else:
             raise serializers.ValidationError("give a provider id or name")
@@ -239,9 +240,10 @@ class GenerationJobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixin
     def get_queryset(self):
         jobs = GenerationJob.objects.select_related("job", "provider")
         params = self.request.query_params
-        for name in ("method", "dataset"):
-            if params.get(name):
-                jobs = jobs.filter(**{name: params[name]})
+        if params.get("method"):
+            jobs = jobs.filter(method=params["method"])
+        if (dataset := id_param(params, "dataset")) is not None:
+            jobs = jobs.filter(dataset_id=dataset)
         if params.get("status"):
             jobs = jobs.filter(job__status=params["status"])
         return jobs

@@ -193,7 +193,7 @@ def cmd_provider_serve(args) -> int:
     from corpus.models import RegisteredModel
     from synth.serving import start_model_server, wait_until_serving
 
-    query = Q(name=args.model) | (Q(pk=int(args.model)) if args.model.isdigit() else Q())
+    query = Q(name=args.model) | (Q(pk=int(args.model)) if args.model.isascii() and args.model.isdigit() else Q())
     model = RegisteredModel.objects.filter(query).first()
     if model is None:
         print(f"winnow provider serve: unknown registered model {args.model!r}", file=sys.stderr)

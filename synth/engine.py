@@ -180,6 +180,21 @@ def classify_error(exc: BaseException) -> tuple[str, bool, float | None, str]:
     return "error", False, None, f"{type(exc).__name__}: {exc}"
 
 
+def redact(text: str, secret: str) -> str:
+    """Some endpoints quote the key they were sent in their error bodies ("Incorrect API key
+    provided: sk-..."); an error message is stored on the job, logged and served by the API, so
+    the key, and any 8+ character piece of it, is cut out first."""
+    if not secret or secret == "no-key" or len(secret) < 8:
+        return text
+    if secret in text:
+        return text.replace(secret, "[redacted key]")
+    for size in range(len(secret) - 1, 7, -1):  # a prefix or suffix quoted around a mask
+        for piece in {secret[:size], secret[-size:]}:
+            if piece in text:
+                text = text.replace(piece, "[redacted key]")
+    return text
+
+
 def _short_body(exc) -> str:
     try:
         text = exc.response.text
@@ -265,6 +280,7 @@ class AsyncEngine:
                     raise
                 except Exception as exc:
                     kind, retryable, retry_after, message = classify_error(exc)
+                    message = redact(message, spec.api_key)
                 else:
                     usage = reply.usage
                     result.text = text

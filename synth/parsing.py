@@ -118,7 +118,7 @@ def parse_rating(text: str, scale_min: int = 1, scale_max: int = 5) -> tuple[int
     try:
         obj = {str(k).lower(): v for k, v in parse_json_object(text).items()}
         value = obj.get("rating", obj.get("score"))
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and value.strip().isdecimal():
             value = int(value.strip())
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if scale_min <= value <= scale_max and float(value).is_integer():
@@ -134,7 +134,7 @@ def parse_rating(text: str, scale_min: int = 1, scale_max: int = 5) -> tuple[int
             rationale = labelled_fields(text, ["rationale"]).get("rationale", "")
             return value, rationale
     stripped = text.strip().strip(".*")
-    if stripped.isdigit() and scale_min <= int(stripped) <= scale_max:
+    if stripped.isdecimal() and scale_min <= int(stripped) <= scale_max:
         return int(stripped), ""
     raise UnparseableReply(f"no rating {scale_min}-{scale_max} found (expected 'Rating: N')")
 

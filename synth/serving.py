@@ -150,9 +150,13 @@ def try_provider(provider: Provider, prompt: str = "Say hello in one short sente
         usage = reply.usage.model_dump() if reply.usage else {}
         return {"ok": True, "latency_s": round(time.monotonic() - started, 3), "text": text, "usage": usage}
     except Exception as exc:  # reported, not raised: this is a diagnosis
-        from .engine import classify_error
+        from .engine import classify_error, redact
 
         kind, _, _, message = classify_error(exc)
+        try:
+            message = redact(message, provider.api_key())
+        except Exception:  # no key set: nothing to redact
+            pass
         return {"ok": False, "latency_s": round(time.monotonic() - started, 3), "error": message,
                 "error_kind": kind}
 

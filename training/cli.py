@@ -37,7 +37,7 @@ def _parse_sets(pairs: list[str]) -> dict:
 def _model(ref: str):
     from corpus.models import RegisteredModel
 
-    found = RegisteredModel.objects.filter(pk=int(ref)) if ref.isdigit() else \
+    found = RegisteredModel.objects.filter(pk=int(ref)) if ref.isascii() and ref.isdigit() else \
         RegisteredModel.objects.filter(name=ref)
     model = found.first()
     if model is None:

@@ -33,7 +33,27 @@ def _env_int(name: str, default: int) -> int:
 DEBUG = _env_bool("WINNOW_DEBUG", False)
 # The embedded default only listens on loopback, so a fixed development key is acceptable there;
 # any deployment sets WINNOW_SECRET_KEY (docker/compose.yaml does).
-SECRET_KEY = os.environ.get("WINNOW_SECRET_KEY", "winnow-embedded-default-insecure-key")
+EMBEDDED_SECRET_KEY = "winnow-embedded-default-insecure-key"
+SECRET_KEY = os.environ.get("WINNOW_SECRET_KEY", EMBEDDED_SECRET_KEY)
+
+# Production behind TLS (a reverse proxy that sets X-Forwarded-Proto): WINNOW_HTTPS=1 turns on
+# HTTPS redirects, secure cookies and HSTS; with it, `manage.py check --deploy` is clean.
+HTTPS = _env_bool("WINNOW_HTTPS", False)
+if HTTPS:
+    if SECRET_KEY in (EMBEDDED_SECRET_KEY, "change-me-in-production") or len(SECRET_KEY) < 50:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured("WINNOW_HTTPS=1 needs a WINNOW_SECRET_KEY of its own, 50+ characters "
+                                   "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))')")
+    SECURE_SSL_REDIRECT = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = _env_int("WINNOW_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("WINNOW_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = _env_bool("WINNOW_HSTS_PRELOAD", True)
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
 ALLOWED_HOSTS = os.environ.get("WINNOW_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
 CSRF_TRUSTED_ORIGINS = [
     origin for origin in os.environ.get("WINNOW_CSRF_TRUSTED_ORIGINS", "").split(",") if origin
@@ -69,6 +89,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "winnow.throttles.LoginThrottleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -116,6 +137,24 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Throttle counters (winnow.throttles) and DRF throttles live in the cache: files under DATA_DIR
+# in the embedded default (shared by its gunicorn processes), Redis when several hosts serve.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                      "LOCATION": str(DATA_DIR / "cache"), "OPTIONS": {"MAX_ENTRIES": 50_000}}}
+if os.environ.get("WINNOW_CACHE_URL"):
+    CACHES["default"] = {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                         "LOCATION": os.environ["WINNOW_CACHE_URL"], "KEY_PREFIX": "winnow"}
+# Failed sign-ins from one address or for one username before login is refused (429) until the
+# window since the first failure has passed.
+WINNOW_LOGIN_FAILURE_LIMIT = _env_int("WINNOW_LOGIN_FAILURE_LIMIT", 10)
+WINNOW_LOGIN_FAILURE_WINDOW_SECONDS = _env_int("WINNOW_LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60)
+# Reverse proxies in front of the web server that append to X-Forwarded-For (0: none, so the
+# client address is REMOTE_ADDR). Behind one TLS proxy: 1.
+WINNOW_TRUSTED_PROXIES = _env_int("WINNOW_TRUSTED_PROXIES", 0)
+# Annotation submissions per user (DRF rate syntax): far above a person's pace, a brake on a
+# runaway script.
+WINNOW_SUBMIT_RATE = os.environ.get("WINNOW_SUBMIT_RATE", "300/min")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -235,6 +274,7 @@ WINNOW_LOCAL_LLM_PORT = _env_int("WINNOW_LOCAL_LLM_PORT", 8011)
 # Requests in flight to a local `transformers serve`: continuous batching gains up to ~8.
 WINNOW_LOCAL_LLM_CONCURRENCY = _env_int("WINNOW_LOCAL_LLM_CONCURRENCY", 8)
 WINNOW_LOCAL_LLM_TIMEOUT = float(os.environ.get("WINNOW_LOCAL_LLM_TIMEOUT", "300"))
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["TrainingMethodEnum"] = "training.models.TrainingRun.Method"
 # Training (training/, issue 7). WINNOW_TRAINING_CUDA=1|0 overrides CUDA detection where the web
 # host has no GPU but its training workers do (QLoRA and fp16 are refused without CUDA).
 WINNOW_TRAINING_CUDA = (

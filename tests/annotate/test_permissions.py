@@ -2,7 +2,6 @@
 annotator of another project, the project's annotator and reviewer, a manager, an admin."""
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from annotate.models import AnnotationProject, Item, ProjectMember
 from tests.conftest import token_client

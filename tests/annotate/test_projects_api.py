@@ -115,3 +115,25 @@ def test_new_user_journey_pairwise_two_annotators_twenty_items(manager_client, a
     review = manager_client.get(f"{API}/{project['id']}/review?pending=1").json()["results"]
     assert len(review) == 5
     assert Record.objects.count() == 25
+
+
+def test_submissions_are_throttled_per_annotator(manager_client, corpus_dataset, annotators, settings):
+    """A runaway script gets 429 with Retry-After, and nothing of the refused submission lands."""
+    settings.WINNOW_SUBMIT_RATE = "2/min"
+    project_id = create(manager_client, corpus_dataset, overlap=1).json()["id"]
+    (ann, client), (bob, other) = annotators[:2]
+    for user in (ann, bob):
+        manager_client.post(f"{API}/{project_id}/members", {"username": user.username}, format="json")
+
+    def submit(who):
+        item = who.post(f"{API}/{project_id}/next", {}, format="json").json()["item"]
+        return item, who.post(f"{API}/{project_id}/submit", {"item": item, "answers": {"better": {"choice": "a"}}},
+                              format="json")
+
+    assert [submit(client)[1].status_code for _ in range(2)] == [201, 201]
+    item, refused = submit(client)
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    assert refused.json()["code"] == "throttled"
+    assert Feedback.objects.filter(author=ann).count() == 2
+    assert not Feedback.objects.filter(author=ann, provenance__item=item).exists()
+    assert submit(other)[1].status_code == 201  # the limit is per annotator

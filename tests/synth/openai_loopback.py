@@ -50,7 +50,7 @@ class LoopbackServer:
     """
 
     def __init__(self, responder=default_responder, *, delay: float = 0.0, script: list[Reply] | None = None,
-                 hold_after: int | None = None):
+                 hold_after: int | None = None, port: int = 0):
         self.responder = responder
         # After this many answers, hold every further request until release(): a test can then
         # kill the client at a known point (everything answered so far, nothing more).
@@ -67,6 +67,7 @@ class LoopbackServer:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server = None
         self.port = None
+        self._bind_port = port  # 0: any free port
 
     @property
     def base_url(self) -> str:
@@ -103,7 +104,7 @@ class LoopbackServer:
 
     async def _start(self):
         self._released = asyncio.Event()
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=1024)
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self._bind_port, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
 
     # -- counting ----------------------------------------------------------------------------
@@ -131,7 +132,7 @@ class LoopbackServer:
                         headers[k.strip().lower()] = v.strip()
                 length = int(headers.get("content-length", "0"))
                 raw = await reader.readexactly(length) if length else b""
-                status, extra, payload = await self._respond(method, path, raw, reader)
+                status, extra, payload = await self._respond(method, path, raw, reader, headers)
                 if status is None:  # the client went away before the answer was ready
                     break
                 out = [f"HTTP/1.1 {status} X", "content-type: application/json",
@@ -145,7 +146,7 @@ class LoopbackServer:
         finally:
             writer.close()
 
-    async def _respond(self, method: str, path: str, raw: bytes, reader):
+    async def _respond(self, method: str, path: str, raw: bytes, reader, headers: dict):
         if method == "GET" and path.rstrip("/").endswith("/health"):
             return 200, {}, b'{"status": "ok"}'
         if method != "POST" or not path.endswith("/chat/completions"):
@@ -154,7 +155,8 @@ class LoopbackServer:
         key = request_key(body)
         with self._lock:
             reply = self.script.pop(0) if self.script else None
-            entry = {"at": time.monotonic(), "key": key, "body": body}
+            entry = {"at": time.monotonic(), "key": key, "body": body,
+                     "authorization": headers.get("authorization", "")}
             self.log.append(entry)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)

@@ -3,7 +3,7 @@ each method's output and provenance, accounting, the cache, cancel, bad input, p
 
 import pytest
 
-from corpus.models import Dataset, Feedback, Record, Response
+from corpus.models import Feedback, Record, Response
 from jobs.models import Job
 from synth.models import CachedCompletion, DiscardedOutput, GenerationJob, Provider
 from tests.synth.openai_loopback import Reply
