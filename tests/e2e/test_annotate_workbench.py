@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import requests
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -33,14 +32,7 @@ def server(processes):
                            "--web-workers", "2", log="server")
     base = f"http://127.0.0.1:{port}"
 
-    def up():
-        try:
-            return requests.get(f"{base}/login/", timeout=10).status_code == 200
-        except requests.RequestException:  # refused while starting, or slow on a busy machine
-            assert proc.poll() is None, processes.log("server")
-            return False
-
-    wait_for(up, timeout=120, what="winnow run to serve")
+    processes.wait_serving(proc, f"{base}/login/", log="server")
     yield base, proc
 
 

@@ -33,21 +33,11 @@ ROWS = [
 def server(processes):
     """`winnow run` on a free port. (Its schema page can take over 2 s on a busy machine, so a
     read timeout means "not yet", like a refused connection.)"""
-    import requests
-
     port = free_port()
     proc = processes.start(sys.executable, "-m", "winnow.cli", "run", "--port", str(port),
                            "--web-workers", "1", log="server")
     base = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            return requests.get(f"{base}/admin/login/", timeout=10).status_code == 200
-        except requests.RequestException:
-            assert proc.poll() is None, processes.log("server")
-            return False
-
-    wait_for(up, timeout=180, what="winnow run to serve")
+    processes.wait_serving(proc, f"{base}/admin/login/", log="server", timeout=180)
     yield base, proc
 
 

@@ -2,6 +2,8 @@
 the API, the real worker and the trainer child; the adapter loads back on the bundled base and
 the win rate against the base is stored (the rule "answer in at most three sentences")."""
 
+import os
+
 import pytest
 import torch
 from peft import PeftModel
@@ -17,6 +19,9 @@ pytestmark = [
     # A 135M model on a shared 2-core CPU: a few minutes per run, over the suite's 300 s default.
     pytest.mark.timeout(1800),
     pytest.mark.skipif(not is_prepared(), reason="the bundled model is not converted (make install)"),
+    # What these add is the real model's numbers, not the database's part (the tiny-Llama method
+    # tests run every method through both databases): one pass is enough, the embedded default.
+    pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="runs in the SQLite pass"),
 ]
 
 SMALL = {"max_steps": 2, "max_length": 96, "generation_eval_prompts": 2,

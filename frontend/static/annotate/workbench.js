@@ -371,7 +371,8 @@
       toast(label);
     } catch (error) {
       toast(error.message, true);
-      if (error.status === 400) {  // the server refused the answers: back to that item
+      // Refused answers (400) or too many submissions (429): back to that item, nothing lost.
+      if (error.status === 400 || error.status === 429) {
         if (current && current !== leaving.item) prefetch = Promise.resolve(current);
         current = leaving.item; ({ state, cursor, active } = leaving); render();
         return;
