@@ -47,6 +47,8 @@ def visible_responses(user) -> QuerySet[Response]:
 
 
 def visible_feedback(user) -> QuerySet[Feedback]:
+    """Annotators see only their own judgements: other people's answers would anchor theirs,
+    and a reviewer's or gold answer (provenance "gold", "final") would give the key away."""
     if is_manager(user):
         return Feedback.objects.all()
-    return Feedback.objects.filter(record__dataset__in=visible_datasets(user).values("pk"))
+    return Feedback.objects.filter(record__dataset__in=visible_datasets(user).values("pk"), author=user)

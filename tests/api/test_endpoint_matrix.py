@@ -235,7 +235,9 @@ EXPECTED: dict[tuple[str, str], Op] = {
     ("POST", f"{A}/feedback"): manager_only(lambda w: {
         "record": w.records[0].pk, "kind": "binary",
         "payload": {"response": w.responses[0].pk, "label": True}}),
-    ("GET", f"{A}/feedback/{{id}}"): dataset_read(),
+    # Annotators see only their own judgements (corpus.access): the reviewer, a member of the
+    # same project, is shown nothing of the annotator's.
+    ("GET", f"{A}/feedback/{{id}}"): Op(MANAGERS | {"annotator"}, hidden=OUTSIDE_THE_DATASET | {"reviewer"}),
     ("PUT", f"{A}/feedback/{{id}}"): manager_only(lambda w: {
         "kind": "pairwise", "payload": pairwise_payload(w)}),
     ("PATCH", f"{A}/feedback/{{id}}"): manager_only(lambda w: {"payload": pairwise_payload(w)}),
@@ -330,12 +332,12 @@ def make_world(users, django_user_model, tmp_path) -> World:
     elsewhere_records = make_records(elsewhere_dataset, 1, responses=2)
     elsewhere_responses = list(elsewhere_records[0].responses.order_by("id"))
 
-    def pairwise(record, a, b):
-        return Feedback.objects.create(record=record, kind="pairwise", author_kind="human",
+    def pairwise(record, a, b, author):
+        return Feedback.objects.create(record=record, kind="pairwise", author_kind="human", author=author,
                                        payload={"a": a.pk, "b": b.pk, "choice": "a"})
 
-    feedback = pairwise(records[0], responses[0], responses[1])
-    elsewhere_feedback = pairwise(elsewhere_records[0], *elsewhere_responses)
+    feedback = pairwise(records[0], responses[0], responses[1], people["annotator"])
+    elsewhere_feedback = pairwise(elsewhere_records[0], *elsewhere_responses, people["other"])
 
     project = make_project(dataset, users["manager"], ("pairwise",), name="matrix-project",
                            members=[(people["annotator"], "annotator"), (people["reviewer"], "reviewer")])
@@ -457,6 +459,8 @@ def test_operation_answers_caller_as_declared(world, operation, caller):
         here, elsewhere = world.scopes[op.lists]
         if caller == "other":
             assert listed == elsewhere
+        elif caller == "reviewer" and op.lists == "feedback":
+            assert listed == set()  # the annotator's judgement is theirs alone
         elif caller in ("annotator", "reviewer"):
             assert listed == here
         else:

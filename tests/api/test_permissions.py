@@ -108,6 +108,28 @@ def test_an_assigned_annotator_reads_but_cannot_write(clients, world, users):
         access._SCOPES.remove(scope)
 
 
+def test_annotators_see_only_their_own_feedback(clients, world, users):
+    """Other people's answers would anchor an annotator's, and gold or reviewer answers would
+    give the key away: in their datasets annotators read only what they judged themselves."""
+    annotator = users["annotator"]
+
+    def scope(user):
+        return Q(name="perm") if user.pk == annotator.pk else Q(pk__in=[])
+
+    access.register_dataset_scope(scope)
+    try:
+        mine = Feedback.objects.create(record=world["record"], kind="binary", author_kind="human", author=annotator,
+                                       payload={"response": world["a"].pk, "label": True})
+        client = clients["annotator"]
+        assert [f["id"] for f in client.get("/api/v1/feedback").json()["results"]] == [mine.pk]
+        assert client.get(f"/api/v1/feedback/{mine.pk}").status_code == 200
+        assert client.get(f"/api/v1/feedback/{world['feedback'].pk}").status_code == 404
+        assert {f["id"] for f in clients["manager"].get("/api/v1/feedback").json()["results"]} == \
+            {mine.pk, world["feedback"].pk}
+    finally:
+        access._SCOPES.remove(scope)
+
+
 def test_session_login_works_for_the_web_ui(client, users):
     assert client.login(username="manager-user", password="pw-for-tests-1")
     assert client.get("/api/v1/datasets").status_code == 200
