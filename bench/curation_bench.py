@@ -12,9 +12,11 @@ MinHashLSH(threshold=0.8), its query results taken as the answer.
 
 PII: ~200-word documents with 1-4 planted entities each (every kind, Mastercard 2-series
 included) and PII-free technical documents with hard negatives (version strings, netmasks,
-part numbers, order numbers, organisations, dates, code). Ours: NER-only spaCy, batched, 2
-processes. Baseline on a sample: Presidio's default AnalyzerEngine (all recognizers, full
-spaCy pipeline of the same model) called once per document.
+part numbers, order numbers, organisations, dates, code). Ours: NER-only spaCy over windows
+around capitalised words, batched, 2 processes. Baseline on a sample: Presidio's default
+AnalyzerEngine (all recognizers, full spaCy pipeline of the same model) called once per
+document. Both report CPU ms per document too (summed over processes): on a shared machine
+docs/s swing with the load, CPU time much less.
 
 Goals (issue 4): near-dup >= 25,000 docs/s, recall and precision >= 0.95; PII >= 200 docs/s
 and >= 10x the default, recall >= 0.99 per structured entity and >= 0.95 on persons, <= 0.05
@@ -366,14 +368,22 @@ DEFAULT_TO_SHORT = {"EMAIL_ADDRESS": "EMAIL", "PHONE_NUMBER": "PHONE", "CREDIT_C
                     "PERSON": "PERSON", "URL": "URL"}
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the forked workers)."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def bench_pii(n: int, sample: int, processes: int) -> dict:
     from curate import pii
 
     docs, planted, clean = pii_corpus(n)
     pii.detect_batch(docs[:5])  # load the model before timing
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), cpu_seconds()
     found = pii.detect_many(docs + clean, processes=processes, chunk=64)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
     ours_found = [[(f.entity, f.start, f.end) for f in fl] for fl in found[:n]]
     ours_fp = sum(len(fl) for fl in found[n:]) / len(clean)
     fp_kinds: dict[str, int] = {}
@@ -384,21 +394,23 @@ def bench_pii(n: int, sample: int, processes: int) -> dict:
 
     engine = default_presidio()
     engine.analyze(text=docs[0], language="en")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), cpu_seconds()
     base_found = []
     for doc in docs[:sample] + clean[:sample]:
         base_found.append([(DEFAULT_TO_SHORT.get(r.entity_type, r.entity_type), r.start, r.end)
                            for r in engine.analyze(text=doc, language="en")])
-    base_seconds = time.perf_counter() - started
+    base_seconds, base_cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
     base_recall = recall_per_entity(planted[:sample], base_found[:sample])
     base_fp = sum(len(fl) for fl in base_found[sample:]) / sample
     docs_per_s = 2 * n / seconds
     base_docs_per_s = 2 * sample / base_seconds
     return {
         "docs": 2 * n, "docs_with_pii": n, "pii_free_docs": n, "docs_per_s": round(docs_per_s, 1),
+        "cpu_ms_per_doc": round(cpu / (2 * n) * 1000, 2),
         "recall": recall, "false_positives_per_clean_doc": round(ours_fp, 4),
         "false_positive_kinds": fp_kinds,
         "baseline_sample": 2 * sample, "baseline_docs_per_s": round(base_docs_per_s, 1),
+        "baseline_cpu_ms_per_doc": round(base_cpu / (2 * sample) * 1000, 2),
         "baseline_recall": base_recall,
         "baseline_false_positives_per_clean_doc": round(base_fp, 4),
         "speedup": round(docs_per_s / base_docs_per_s, 1),
@@ -436,8 +448,9 @@ def main() -> int:
         })
     if not args.skip_pii:
         p = bench_pii(pii_n, pii_sample, args.processes)
-        print(f"PII: {p['docs_per_s']} docs/s ({p['speedup']}x the default's "
-              f"{p['baseline_docs_per_s']}); recall {p['recall']}; false positives per clean doc "
+        print(f"PII: {p['docs_per_s']} docs/s, {p['cpu_ms_per_doc']} CPU ms/doc ({p['speedup']}x "
+              f"the default's {p['baseline_docs_per_s']}, {p['baseline_cpu_ms_per_doc']} CPU ms/doc); "
+              f"recall {p['recall']}; false positives per clean doc "
               f"{p['false_positives_per_clean_doc']} (default {p['baseline_false_positives_per_clean_doc']})",
               flush=True)
         out["pii"] = p

