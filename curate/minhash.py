@@ -128,30 +128,47 @@ def shingle_bytes(token_lanes: np.ndarray, n: int) -> list[bytes]:
     return [lanes[i:i + n].tobytes() for i in range(len(lanes) - n + 1)]
 
 
+def _shingle_hashes_flat(flat: np.ndarray, lengths: np.ndarray, n: int
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Shingle hashes of documents given as concatenated tokens and token counts: every
+    n-token window of `flat` is hashed from n shifted views (no gathers), and the windows
+    that stay inside one document are kept; a document shorter than n tokens is one shingle."""
+    lengths = np.asarray(lengths, np.int64)
+    counts = np.where(lengths >= n, lengths - n + 1, np.minimum(lengths, 1))
+    total = int(counts.sum())
+    if total == 0:
+        return np.empty(0, np.uint32), counts
+    long_ = lengths >= n
+    offsets = np.cumsum(lengths) - lengths
+    out = None
+    if long_.any():
+        windows = len(flat) - n + 1
+        every = _xxh32_lanes([flat[j:j + windows] for j in range(n)])
+        per_doc = counts[long_]
+        # Start positions of the kept windows: each long document's offset plus 0..per_doc-1.
+        first = np.cumsum(per_doc) - per_doc
+        starts = np.repeat(offsets[long_] - first, per_doc)
+        starts += np.arange(len(starts), dtype=np.int64)
+        kept = every[starts]
+        if long_.all():
+            return kept, counts
+        out = np.empty(total, np.uint32)
+        out[np.repeat(long_, counts)] = kept
+    shorts = np.flatnonzero((lengths > 0) & ~long_)
+    short_hashes = np.fromiter(
+        (xxhash.xxh32_intdigest(flat[offsets[i]:offsets[i] + lengths[i]].astype("<u4").tobytes())
+         for i in shorts), np.uint32, len(shorts))
+    if out is None:
+        return short_hashes, counts
+    out[np.repeat(~long_, counts)] = short_hashes
+    return out, counts
+
+
 def shingle_hashes_batch(token_arrays: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
     """All shingle hashes of a batch, concatenated, and each document's shingle count."""
-    counts = np.array([max(len(t) - n + 1, 1) if len(t) else 0 for t in token_arrays], np.int64)
-    if counts.sum() == 0:
-        return np.empty(0, np.uint32), counts
-    long_docs = [i for i, t in enumerate(token_arrays) if len(t) >= n]
-    pieces: dict[int, np.ndarray] = {}
-    if long_docs:
-        flat = np.concatenate([token_arrays[i] for i in long_docs])
-        lengths = np.array([len(token_arrays[i]) for i in long_docs], np.int64)
-        offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-        per_doc = lengths - n + 1
-        # Start positions of every shingle: each document's offset plus 0..per_doc-1.
-        starts = np.repeat(offsets - np.concatenate(([0], np.cumsum(per_doc)[:-1])), per_doc)
-        starts += np.arange(per_doc.sum(), dtype=np.int64)
-        hashes = _xxh32_lanes([flat[starts + j] for j in range(n)])
-        bounds = np.concatenate(([0], np.cumsum(per_doc)))
-        for k, i in enumerate(long_docs):
-            pieces[i] = hashes[bounds[k]:bounds[k + 1]]
-    for i, t in enumerate(token_arrays):
-        if 0 < len(t) < n:
-            pieces[i] = np.array([xxhash.xxh32_intdigest(t.astype("<u4").tobytes())], np.uint32)
-    ordered = [pieces[i] for i in range(len(token_arrays)) if i in pieces]
-    return np.concatenate(ordered), counts
+    lengths = np.fromiter(map(len, token_arrays), np.int64, len(token_arrays))
+    flat = np.concatenate(token_arrays) if token_arrays else np.empty(0, np.uint32)
+    return _shingle_hashes_flat(flat.astype(np.uint32, copy=False), lengths, n)
 
 
 def signatures_from_hashes(hashes: np.ndarray, counts: np.ndarray, num_perm: int,
@@ -164,6 +181,11 @@ def signatures_from_hashes(hashes: np.ndarray, counts: np.ndarray, num_perm: int
         return out
     mixed = _fmix32(hashes)
     bounds = np.concatenate(([0], np.cumsum(counts[nonempty])))
+    # One (num_perm, block) buffer for every block: a fresh 4 MB temporary per block costs
+    # page faults each time.
+    width = max(_BLOCK_SHINGLES, int(counts.max()))
+    buffer = np.empty((num_perm, width), np.uint32)
+    a_col, b_col = a[:, None], b[:, None]
     # Sign whole documents per block so each block's reduceat sees complete segments.
     doc = 0
     while doc < len(nonempty):
@@ -172,9 +194,9 @@ def signatures_from_hashes(hashes: np.ndarray, counts: np.ndarray, num_perm: int
         lo, hi = bounds[doc], bounds[end]
         # (num_perm, shingles) layout: each reduceat segment is contiguous, ~20x faster than
         # reducing (shingles, num_perm) along axis 0.
-        with np.errstate(over="ignore"):
-            permuted = a[:, None] * mixed[None, lo:hi]
-            permuted += b[:, None]
+        permuted = buffer[:, :hi - lo]
+        np.multiply(a_col, mixed[None, lo:hi], out=permuted)
+        permuted += b_col
         out[nonempty[doc:end]] = np.minimum.reduceat(permuted, bounds[doc:end] - lo, axis=1).T
         doc = end
     return out
@@ -184,49 +206,85 @@ _ASCII_SPACE = np.zeros(256, dtype=bool)
 _ASCII_SPACE[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True  # what str.split() splits ASCII on
 
 
-def _xxh32_words(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """xxh32 (seed 0) of the byte strings data[start:start+length], all shorter than 16 bytes,
-    at once: XXH32's short-input path with per-word masks for the lanes and tail bytes."""
-    padded = np.concatenate((data, np.zeros(16, np.uint8))).astype(np.uint32)
-    # The little-endian 4-byte word starting at every byte: one sequential pass, then one
-    # gather per lane instead of four.
-    lanes_at = padded[:-3] | (padded[1:-2] << _U32(8)) | (padded[2:-1] << _U32(16)) | \
-        (padded[3:] << _U32(24))
+def _xxh32_words(buf: bytes, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """xxh32 (seed 0) of the byte strings buf[start:start+length], all of 1 to 15 bytes, at
+    once: XXH32's short-input path, one straight-line pass per word length (no masks), the
+    4-byte lanes read in place from `buf` (which must have 16 spare bytes at its end)."""
+    u8 = np.frombuffer(buf, np.uint8)
+    # The little-endian 4-byte word at every byte offset, as a view (no copy).
+    u32 = np.ndarray((len(buf) - 3,), dtype="<u4", buffer=buf, strides=(1,))
+    out = np.empty(len(starts), np.uint32)
+    order = np.argsort(lengths.astype(np.uint8), kind="stable")
+    group = np.searchsorted(lengths[order], np.arange(1, 17))
     with np.errstate(over="ignore"):
-        h = P5 + lengths.astype(np.uint32)
-        for k in range(3):
-            lane = lanes_at[starts + 4 * k]
-            h = np.where(lengths >= 4 * (k + 1), _rotl(h + lane * P3, 17) * P4, h)
-        tail = starts + 4 * (lengths // 4)
-        for j in range(3):
-            h = np.where(j < lengths % 4, _rotl(h + padded[tail + j] * P5, 11) * P1, h)
-        h ^= h >> _U32(15)
-        h *= P2
-        h ^= h >> _U32(13)
-        h *= P3
-        h ^= h >> _U32(16)
-    return h
+        for length in range(1, 16):
+            lo, hi = group[length - 1], group[length]
+            if lo == hi:
+                continue
+            sel = order[lo:hi]
+            s = starts[sel]
+            h = np.full(hi - lo, P5 + _U32(length), _U32)
+            for k in range(length // 4):
+                h += u32[s + 4 * k] * P3
+                h = _rotl(h, 17)
+                h *= P4
+            tail = s + 4 * (length // 4)
+            for j in range(length % 4):
+                h += u8[tail + j].astype(_U32) * P5
+                h = _rotl(h, 11)
+                h *= P1
+            out[sel] = h
+        out ^= out >> _U32(15)
+        out *= P2
+        out ^= out >> _U32(13)
+        out *= P3
+        out ^= out >> _U32(16)
+    return out
+
+
+def _ascii_word_tokens_flat(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Word hashes of ASCII texts without a Python-level loop over words, concatenated, and
+    each text's word count: the batch is one byte array, words are runs of non-space bytes,
+    and short words are hashed by `_xxh32_words` (a word of 16+ bytes, rare in prose, goes
+    through xxhash itself)."""
+    # A separator before and after, so every word has a space on both sides.
+    buf = b"\n" + "\n".join(texts).lower().encode("ascii") + b"\n" + bytes(16)
+    data = np.frombuffer(buf, np.uint8, len(buf) - 16)
+    # Every byte up to 32 is a space except some control bytes, so look those up alone.
+    space = data <= 32
+    control = np.flatnonzero(data < 32)
+    space[control] = _ASCII_SPACE[data[control]]
+    # Space/word changes alternate: word starts at even entries, ends at odd ones.
+    change = np.flatnonzero(space[1:] != space[:-1]) + 1
+    starts, ends = change[0::2], change[1::2]
+    lengths = ends - starts
+    short = lengths < 16
+    if short.all():
+        hashes = _xxh32_words(buf, starts, lengths)
+    else:
+        hashes = np.empty(len(starts), np.uint32)
+        hashes[short] = _xxh32_words(buf, starts[short], lengths[short])
+        for i in np.flatnonzero(~short):
+            hashes[i] = xxhash.xxh32_intdigest(buf[starts[i]:ends[i]])
+    # Text k occupies buf[doc_starts[k]:doc_starts[k] + len(text)].
+    doc_starts = np.cumsum([1] + [len(t) + 1 for t in texts])
+    counts = np.diff(np.searchsorted(starts, doc_starts))
+    return hashes, counts
 
 
 def _ascii_word_tokens(texts: list[str]) -> list[np.ndarray]:
-    """Word hashes of ASCII texts without a Python-level loop over words: the batch is one
-    byte array, words are runs of non-space bytes, and short words are hashed by
-    `_xxh32_words` (a word of 16+ bytes, rare in prose, goes through xxhash itself)."""
-    joined = "\n".join(texts).lower().encode("ascii")
-    data = np.frombuffer(joined, np.uint8)
-    space = _ASCII_SPACE[data]
-    edges = np.diff(np.concatenate(([True], space, [True])).astype(np.int8))
-    starts = np.flatnonzero(edges == -1)
-    ends = np.flatnonzero(edges == 1)
-    lengths = ends - starts
-    hashes = np.empty(len(starts), np.uint32)
-    short = lengths < 16
-    hashes[short] = _xxh32_words(data, starts[short], lengths[short])
-    for i in np.flatnonzero(~short):
-        hashes[i] = xxhash.xxh32_intdigest(joined[starts[i]:ends[i]])
-    doc_starts = np.concatenate(([0], np.cumsum([len(t) + 1 for t in texts])[:-1]))
-    bounds = np.searchsorted(starts, doc_starts)
-    return np.split(hashes, bounds[1:])
+    hashes, counts = _ascii_word_tokens_flat(texts)
+    return np.split(hashes, np.cumsum(counts)[:-1])
+
+
+def _flat_tokens(texts: list[str], unit: str) -> tuple[np.ndarray, np.ndarray]:
+    """`tokens()` of many texts, concatenated, and each text's token count."""
+    if unit == "word" and texts and all(map(str.isascii, texts)):
+        return _ascii_word_tokens_flat(texts)
+    arrays = token_arrays(texts, unit)
+    counts = np.fromiter(map(len, arrays), np.int64, len(arrays))
+    flat = np.concatenate(arrays) if arrays else np.empty(0, np.uint32)
+    return flat.astype(np.uint32, copy=False), counts
 
 
 def token_arrays(texts: list[str], unit: str) -> list[np.ndarray]:
@@ -249,8 +307,8 @@ def signatures(texts: list[str], scheme: ShingleScheme) -> np.ndarray:
     """MinHash signatures of texts, shape (len(texts), num_perm), dtype uint32."""
     if not texts:
         return np.empty((0, scheme.num_perm), np.uint32)
-    token_arrays_ = token_arrays(texts, scheme.unit)
-    hashes, counts = shingle_hashes_batch(token_arrays_, scheme.n)
+    flat, lengths = _flat_tokens(texts, scheme.unit)
+    hashes, counts = _shingle_hashes_flat(flat, lengths, scheme.n)
     return signatures_from_hashes(hashes, counts, scheme.num_perm, scheme.seed)
 
 
@@ -265,8 +323,15 @@ def shingle_sets(texts: list[str], scheme: ShingleScheme) -> list[np.ndarray]:
     candidate pairs: one numpy call per text was most of its cost)."""
     if not texts:
         return []
-    hashes, counts = shingle_hashes_batch(token_arrays(texts, scheme.unit), scheme.n)
-    return [np.unique(part) for part in np.split(hashes, np.cumsum(counts)[:-1])]
+    hashes, counts = _shingle_hashes_flat(*_flat_tokens(texts, scheme.unit), scheme.n)
+    # One sort for the whole batch: (document, hash) keys, then the unique ones per document.
+    doc = np.repeat(np.arange(len(texts), dtype=np.uint64), counts)
+    keys = np.sort((doc << np.uint64(32)) | hashes.astype(np.uint64))
+    # np.unique here is ~50x slower than the sort (it does not sort near-sorted keys as fast).
+    if len(keys):
+        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+    bounds = np.searchsorted(keys, np.arange(1, len(texts), dtype=np.uint64) << np.uint64(32))
+    return np.split((keys & np.uint64(0xFFFFFFFF)).astype(np.uint32), bounds)
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -294,23 +359,56 @@ def from_bytes(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<u4").astype(np.uint32)
 
 
-def _sign_chunk(args) -> np.ndarray:
-    texts, scheme = args
-    return signatures(texts, scheme)
+def _sign_in_child(conn, texts: list[str], scheme: ShingleScheme) -> None:
+    """A forked child's share: it inherited `texts` (nothing pickled) and sends back the raw
+    signature bytes."""
+    from jobs.process import forked_child
+
+    forked_child()
+    try:
+        conn.send_bytes(signatures(texts, scheme).tobytes())
+    except BaseException:
+        conn.send_bytes(b"")
+        raise
+    finally:
+        conn.close()
 
 
 def signatures_parallel(texts: list[str], scheme: ShingleScheme, processes: int = 0,
                         chunk: int = 2000) -> np.ndarray:
-    """`signatures()` spread over forked worker processes (0: one per core). Tokenising is
-    pure Python, so past ~15k docs/s a single core is the limit."""
+    """`signatures()` spread over processes (0: one per core): the texts are split into one
+    contiguous share per process, this process signs the first share itself and forked
+    children (which inherit the texts, so nothing is pickled) sign the others and send back
+    raw signature bytes. Shares are at least `chunk` texts. Tokenising is pure Python, so
+    past ~15k docs/s a single core is the limit."""
     import multiprocessing
     import os
 
-    processes = processes or os.cpu_count() or 1
-    if processes <= 1 or len(texts) <= chunk:
+    processes = min(processes or os.cpu_count() or 1, max(len(texts) // max(chunk, 1), 1))
+    if processes <= 1:
         return signatures(texts, scheme)
-    pieces = [(texts[i:i + chunk], scheme) for i in range(0, len(texts), chunk)]
-    from jobs.process import forked_child
-
-    with multiprocessing.get_context("fork").Pool(processes, initializer=forked_child) as pool:
-        return np.concatenate(pool.map(_sign_chunk, pieces, chunksize=1))
+    bounds = [len(texts) * k // processes for k in range(processes + 1)]
+    context = multiprocessing.get_context("fork")
+    children = []
+    try:
+        for k in range(1, processes):
+            receive, send = context.Pipe(duplex=False)
+            child = context.Process(target=_sign_in_child, daemon=True,
+                                    args=(send, texts[bounds[k]:bounds[k + 1]], scheme))
+            child.start()
+            send.close()
+            children.append((child, receive, bounds[k + 1] - bounds[k]))
+        pieces = [signatures(texts[:bounds[1]], scheme)]
+        for child, receive, size in children:
+            blob = receive.recv_bytes()
+            if len(blob) != size * scheme.num_perm * 4:
+                raise RuntimeError(f"signing child {child.pid} failed")
+            pieces.append(np.frombuffer(blob, np.uint32).reshape(size, scheme.num_perm))
+        return np.concatenate(pieces)
+    finally:
+        for child, receive, _ in children:
+            receive.close()
+            child.join(timeout=5)
+            if child.is_alive():
+                child.terminate()
+                child.join()

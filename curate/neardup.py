@@ -85,26 +85,67 @@ def _link_bucket(members: np.ndarray, pairs: list[tuple[int, int]]) -> None:
                 pairs.append((int(members[k - 1]), int(members[k])))
 
 
+_MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
+                 0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53], np.uint64)
+
+
+def _band_order(block: np.ndarray) -> np.ndarray:
+    """An order of the rows that puts equal rows next to each other: by a 64-bit mix of the
+    row (a fast integer sort), or, should two different rows share a mix, by the rows."""
+    with np.errstate(over="ignore"):
+        mix = np.zeros(len(block), np.uint64)
+        for j in range(block.shape[1]):
+            mix = (mix ^ block[:, j].astype(np.uint64)) * _MIX[j % len(_MIX)]
+            mix ^= mix >> np.uint64(29)
+    order = np.argsort(mix, kind="stable")
+    ordered = block[order]
+    same_mix = mix[order][1:] == mix[order][:-1]
+    if np.any(same_mix & np.any(ordered[1:] != ordered[:-1], axis=1)):
+        view = np.ascontiguousarray(block).view(
+            np.dtype((np.void, block.dtype.itemsize * block.shape[1]))).ravel()
+        order = np.argsort(view, kind="stable")
+    return order
+
+
 def candidate_pairs_memory(keys: np.ndarray, sigs: np.ndarray, params: LSHParams) -> set[tuple[int, int]]:
     """Keys of every pair sharing a band, found by sorting each band's rows (no Python loop
     over documents). Empty signatures never pair."""
     usable = ~np.all(sigs == EMPTY_HASH, axis=1)
     keys, sigs = keys[usable], sigs[usable]
+    firsts: list[np.ndarray] = []
+    seconds: list[np.ndarray] = []
     pairs: list[tuple[int, int]] = []
     for band in range(params.bands):
-        block = np.ascontiguousarray(sigs[:, band * params.rows:(band + 1) * params.rows])
-        view = block.view(np.dtype((np.void, block.dtype.itemsize * params.rows))).ravel()
-        order = np.argsort(view, kind="stable")
-        ordered = view[order]
-        same = ordered[1:] == ordered[:-1]
+        block = sigs[:, band * params.rows:(band + 1) * params.rows]
+        order = _band_order(block)
+        ordered = block[order]
+        same = np.all(ordered[1:] == ordered[:-1], axis=1)
         if not same.any():
             continue
         # Runs of equal band values: each run is one bucket with 2+ members.
         starts = np.flatnonzero(np.concatenate(([True], ~same)))
         sizes = np.diff(np.concatenate((starts, [len(ordered)])))
-        for start, size in zip(starts[sizes > 1], sizes[sizes > 1]):
+        run = np.repeat(np.arange(len(starts)), sizes)
+        small = np.repeat(sizes <= _ALL_PAIRS_BUCKET, sizes)
+        members = keys[order]
+        # All pairs of a small bucket: members d apart in the run, for every d.
+        for d in range(1, int(sizes[sizes <= _ALL_PAIRS_BUCKET].max(initial=1))):
+            hit = np.flatnonzero((run[d:] == run[:-d]) & small[d:])
+            if len(hit) == 0:
+                break
+            firsts.append(members[hit])
+            seconds.append(members[hit + d])
+        for start, size in zip(starts[sizes > _ALL_PAIRS_BUCKET], sizes[sizes > _ALL_PAIRS_BUCKET]):
             _link_bucket(np.sort(keys[order[start:start + size]]), pairs)
-    return {(a, b) if a < b else (b, a) for a, b in pairs if a != b}
+    if pairs:
+        firsts.append(np.array([a for a, _ in pairs], np.int64))
+        seconds.append(np.array([b for _, b in pairs], np.int64))
+    if not firsts:
+        return set()
+    a, b = np.concatenate(firsts), np.concatenate(seconds)
+    low, high = np.minimum(a, b), np.maximum(a, b)
+    keep = low != high
+    return set(zip(low[keep].tolist(), high[keep].tolist()))
 
 
 def _datasketch_minhash(sig: np.ndarray, scheme: ShingleScheme):
@@ -225,13 +266,23 @@ def verified_clusters(
     """Keep candidate pairs at or above the threshold, join them into clusters, pick one
     representative per cluster and report each other member's similarity to it."""
     found = UnionFind()
+    # Each pair's similarity is computed once: most representative-member pairs were candidates.
+    known: dict[tuple[int, int], float] = {}
     for a, b in pairs:
-        if similarity(a, b) >= threshold:
+        s = known[(a, b) if a < b else (b, a)] = similarity(a, b)
+        if s >= threshold:
             found.union(a, b)
+
+    def to_representative(representative: int, member: int) -> float:
+        key = (representative, member) if representative < member else (member, representative)
+        if key not in known:
+            known[key] = similarity(representative, member)
+        return known[key]
+
     clusters = []
     for members in found.groups():
         representative = choose_representative(members)
         clusters.append(Cluster(members, representative, {
-            m: similarity(representative, m) for m in members if m != representative}))
+            m: to_representative(representative, m) for m in members if m != representative}))
     clusters.sort(key=lambda c: c.members[0])
     return clusters

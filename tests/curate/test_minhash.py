@@ -77,3 +77,10 @@ def test_batch_shingle_sets_equal_one_at_a_time():
     for scheme in (ShingleScheme("word", 5), ShingleScheme("char", 4)):
         for text, batch in zip(TEXTS, minhash.shingle_sets(TEXTS, scheme)):
             assert batch.tolist() == minhash.shingle_set(text, scheme).tolist()
+
+
+def test_parallel_signatures_equal_single_process():
+    scheme = ShingleScheme()
+    texts = TEXTS * 3
+    assert np.array_equal(minhash.signatures_parallel(texts, scheme, processes=2, chunk=10),
+                          minhash.signatures(texts, scheme))

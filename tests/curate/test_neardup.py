@@ -83,3 +83,17 @@ def test_contamination_between_two_sets():
     matches = contamination_matches(test, train, config)
     assert [(a, b) for a, b, _ in matches] == [(0, 4), (2, 17)]
     assert all(sim >= 0.8 for *_, sim in matches)
+
+
+def test_memory_index_big_bucket_chains_and_pairs():
+    from curate.neardup import LSHParams, candidate_pairs_memory
+
+    scheme = minhash.ShingleScheme()
+    base = minhash.signatures(["one two three four five six seven", "alpha beta gamma delta eps"], scheme)
+    # 40 copies of the first signature (a chained bucket) and 3 of the second (all pairs).
+    sigs = np.concatenate([np.repeat(base[:1], 40, axis=0), np.repeat(base[1:], 3, axis=0)])
+    keys = np.arange(100, 100 + len(sigs))
+    pairs = candidate_pairs_memory(keys, sigs, LSHParams(scheme, 0.8, 16, 8))
+    assert {(140, 141), (140, 142), (141, 142)} <= pairs
+    assert all(a < b for a, b in pairs) and not any(a < 140 <= b for a, b in pairs)
+    assert {(100, k) for k in range(101, 140)} <= pairs and len(pairs) == 39 + 38 + 3
