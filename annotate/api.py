@@ -14,11 +14,12 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response as APIResponse
 
 from corpus.feedback import PayloadError
-from corpus.models import Dataset, Response
+from corpus.models import Dataset
+from winnow.api import MAX_DB_ID
 from winnow.roles import is_manager, role_of
 from winnow.throttles import SubmitThrottle
 
-from . import queue, setup, stats
+from . import queue, setup, sql, stats
 from .models import AnnotationProject, Assignment, Item, ProjectMember
 from .questions import normalise_questions
 from .render import markdown_html, word_diff_html
@@ -64,9 +65,13 @@ class ProjectPermission(BasePermission):
         if level == READ:
             return role is not None
         if level == WORK:
-            # Kept on the request: the queue needs the membership (excluded?) too.
-            request.annotation_member = ProjectMember.objects.filter(project=project, user=request.user).first()
-            return request.annotation_member is not None
+            # Kept on the request: the queue needs the membership (excluded?) too. get_object's
+            # fast path has already read it together with the project.
+            member = getattr(request, "annotation_member", None)
+            if member is None or member.project_id != project.pk:
+                member = ProjectMember.objects.filter(project=project, user=request.user).first()
+            request.annotation_member = member
+            return member is not None
         if level == REVIEW:
             return role in (ProjectMember.Role.MANAGER, ProjectMember.Role.REVIEWER)
         return role == ProjectMember.Role.MANAGER
@@ -183,7 +188,7 @@ def item_payload(project: AnnotationProject, item: Item, order: list[int], *, re
                  assignment: Assignment | None = None) -> dict:
     """What the workbench shows: the record and its responses in this annotator's order."""
     record = item.record
-    texts = dict(Response.objects.filter(pk__in=order).values_list("pk", "text"))
+    texts = sql.response_texts(order)
     responses = [{"id": pk, "text": texts.get(pk, "")} for pk in order]
     out = {
         "item": item.pk, "record": {
@@ -225,6 +230,23 @@ class AnnotationProjectViewSet(viewsets.ModelViewSet):
         if not is_manager(self.request.user):
             projects = projects.filter(memberships__user=self.request.user)
         return projects.order_by("-id")
+
+    def get_object(self):
+        """The queue actions (next, submit, ...) read the caller's membership and the project in
+        one query: a member may work in the project whatever their global role (managers see
+        every project, annotators the ones they belong to), so the membership settles both
+        visibility and permission. Anyone else takes the ordinary path, which answers 404 or 403
+        as before."""
+        if ACTION_LEVELS.get(self.action) == WORK:
+            pk = self.kwargs.get(self.lookup_url_kwarg or self.lookup_field)
+            if isinstance(pk, str) and pk.isascii() and pk.isdigit() and int(pk) <= MAX_DB_ID:
+                member = sql.member_with_project(int(pk), self.request.user.pk)
+                if member is not None:
+                    self.request.annotation_member = member
+                    project = member.project
+                    self.check_object_permissions(self.request, project)
+                    return project
+        return super().get_object()
 
     def _run(self, call):
         try:

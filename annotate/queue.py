@@ -24,12 +24,13 @@ from collections import Counter
 from datetime import timedelta
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import F
 from django.utils import timezone
 
 from corpus.feedback import PayloadError, validate_payload
 from corpus.models import AuthorKind, Feedback, Response
 
+from . import sql
 from .models import AnnotationProject, Assignment, Comment, Item, ProjectMember, Review
 from .questions import check_answers
 
@@ -90,11 +91,10 @@ def next_assignment(project: AnnotationProject, user, holding: tuple[int, ...] =
     `holding`, which the client is showing or has prefetched), else a newly claimed one."""
     now = timezone.now()
     lease = timedelta(seconds=project.lease_seconds)
-    mine = (
-        Assignment.objects.filter(
-            project=project, annotator=user, status=Assignment.Status.LEASED, expires_at__gt=now
-        ).exclude(item_id__in=holding).select_related("item__record").order_by("id").first()
-    )
+    mine_id = sql.live_lease_id(project.pk, user.pk, now, holding)
+    mine = None
+    if mine_id is not None:  # rare (a reload, an undo): the full row only then
+        mine = Assignment.objects.select_related("item__record").filter(pk=mine_id).first()
     if mine is not None:
         Assignment.objects.filter(pk=mine.pk).update(expires_at=now + lease)
         mine.expires_at = now + lease
@@ -102,21 +102,41 @@ def next_assignment(project: AnnotationProject, user, holding: tuple[int, ...] =
     if _sweep_due(project.pk):
         sweep_expired_leases(project, now)
     gold_first = project.gold_rate > 0 and random.random() < project.gold_rate
-    # Records this annotator wrote a response for are never theirs to judge; a sub-select
-    # PostgreSQL and SQLite evaluate once per claim (not once per candidate row).
-    own = Response.objects.filter(author=user).values("record_id")
-    for attempt in range(4):
+    clashes = waits = 0
+    swept = False
+    while True:
         try:
-            claimed = _claim(project, user, now, lease, gold_first, own)
+            claimed = _claim(project, user, now, lease, gold_first)
         except IntegrityError:
             # The same annotator claimed this item in a parallel request: pick another.
-            if attempt == 3:
+            clashes += 1
+            if clashes > 3:
                 raise
             continue
-        if claimed is None and attempt == 0 and sweep_expired_leases(project, now):
-            continue  # expired leases freed some slots: try again
-        return claimed
-    return None
+        if claimed is not None:
+            return claimed
+        if not swept:
+            swept = True
+            if sweep_expired_leases(project, now):
+                continue  # expired leases freed some slots: try again
+        # SKIP LOCKED passes over items another transaction holds for a moment (a claim, a
+        # submit or a release of the same item): "nothing left" is the answer only when a
+        # plain read agrees; else those transactions are waited for and the claim tried again.
+        # (Without this an annotator was told "done" while an item still lacked a judgement.)
+        if waits < LOCKED_ITEM_WAITS and _skipped_held_items(project, user):
+            waits += 1
+            time.sleep(0.005 * waits)
+            continue
+        return None
+
+
+LOCKED_ITEM_WAITS = 20  # at most ~1 s of waiting in all
+
+
+def _skipped_held_items(project, user) -> bool:
+    if not connection.features.has_select_for_update_skip_locked:
+        return False  # SQLite serialises writers: nothing is ever skipped there
+    return any(sql.candidate_exists(project, user.pk, gold) for gold in (False, True))
 
 
 _last_sweep: dict[int, float] = {}
@@ -133,27 +153,20 @@ def _sweep_due(project_id: int) -> bool:
     return True
 
 
-def _claim(project, user, now, lease, gold_first: bool, own) -> Assignment | None:
+def _claim(project, user, now, lease, gold_first: bool) -> Assignment | None:
+    # The candidate is read and locked, leased and counted in one transaction; see
+    # annotate.sql.claim_candidate for the statement (records this annotator wrote a response
+    # for are never theirs to judge; breadth-first order).
     with transaction.atomic():
         for gold in ((True, False) if gold_first else (False, True)):
-            items = Item.objects.filter(project=project, is_gold=gold)
-            if not gold:  # gold items are shown to everyone; overlap is for the real work
-                items = items.filter(claimed__lt=project.overlap)
-            items = (
-                items.exclude(Exists(Assignment.objects.filter(item=OuterRef("pk"), annotator=user)))
-                # Breadth-first: finish items others have started before opening new ones.
-                .order_by("-claimed", "id")
-            )
-            items = items.exclude(record_id__in=own)
-            item = _lockable(items).select_related("record").first()
+            item = sql.claim_candidate(project, user.pk, gold)
             if item is None:
                 continue
-            assignment = Assignment.objects.create(
+            assignment = Assignment(
                 project=project, item=item, annotator=user, leased_at=now, expires_at=now + lease,
                 response_order=_shown_order(project, item, user),
             )
-            Item.objects.filter(pk=item.pk).update(claimed=F("claimed") + 1)
-            assignment.item = item
+            sql.insert(assignment, bump=("claimed", item.pk, 1))  # the lease counts at once
             return assignment
     return None
 
@@ -171,9 +184,8 @@ def check_member(member: ProjectMember | None) -> ProjectMember:
 
 
 def _my_assignment(project, user, item_id) -> Assignment | None:
-    return _locked(
-        Assignment.objects.filter(project=project, item_id=item_id, annotator=user)
-    ).select_related("item__record").first()
+    """The caller's assignment on the item, with its item, locked until the transaction ends."""
+    return sql.assignment_of(project.pk, user.pk, item_id, lock=True)
 
 
 def release(project: AnnotationProject, user, item_id: int) -> None:
@@ -248,8 +260,9 @@ def write_answers(project, item, user, answers, order, role="annotator", final=F
                                     text=written.comment))
     for row in feedback:
         row.created_at = row.updated_at = now
-    rows = Feedback.objects.bulk_create(feedback)
-    return [row.pk for row in rows], created, comments
+    for row in feedback:  # one statement a row: a few per submission
+        sql.insert(row)
+    return [row.pk for row in feedback], created, comments
 
 
 def submit(project: AnnotationProject, user, item_id: int, answers, client_key: str | None = None,
@@ -291,12 +304,13 @@ def _submit(project, user, item_id, answers, client_key, seconds_spent) -> tuple
         assignment.feedback_ids = feedback_ids
         assignment.created_response_ids = created
         assignment.seconds_spent = seconds_spent
-        assignment.save(update_fields=["status", "submitted_at", "client_key", "answers",
-                                       "feedback_ids", "created_response_ids", "seconds_spent"])
-        for comment in comments:
-            comment.assignment = assignment
-        Comment.objects.bulk_create(comments)
-        Item.objects.filter(pk=item.pk).update(submitted=F("submitted") + 1)
+        sql.update_fields(assignment, ["status", "submitted_at", "client_key", "answers",
+                                       "feedback_ids", "created_response_ids", "seconds_spent"],
+                          bump=("submitted", item.pk, 1))
+        if comments:
+            for comment in comments:
+                comment.assignment = assignment
+            Comment.objects.bulk_create(comments)
     return assignment, True
 
 

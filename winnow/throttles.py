@@ -1,7 +1,10 @@
 """Throttling: login attempts (password guessing) and submissions (runaway scripts).
 
-Counts live in Django's cache: a folder under WINNOW_DATA_DIR in the embedded default (shared
-by its web processes), Redis where WINNOW_CACHE_URL says so (several hosts).
+Failed logins are counted in Django's cache: a folder under WINNOW_DATA_DIR in the embedded
+default (shared by its web processes), Redis where WINNOW_CACHE_URL says so (several hosts).
+Submissions, a few per second per annotator, are counted in the database (winnow.models.RateLimit):
+one atomic statement per request, shared by every web process on every host, where the file
+cache cost a file write and a directory listing per submit.
 """
 
 from __future__ import annotations
@@ -24,12 +27,65 @@ LOGIN_PATHS = ("/login/", "/admin/login/")
 
 class SubmitThrottle(UserRateThrottle):
     """Per-user limit on annotation submissions (WINNOW_SUBMIT_RATE, e.g. "300/min"). Read at
-    request time so deployments and tests can change it without re-importing DRF's settings."""
+    request time so deployments and tests can change it without re-importing DRF's settings.
+
+    N/period allows a burst of N, then one request every period/N (the generic cell rate
+    algorithm): over any long stretch at most N per period, as DRF's throttles, kept as one
+    number per user in the database instead of a list of timestamps in the cache."""
 
     scope = "submit"
 
     def get_rate(self):
         return settings.WINNOW_SUBMIT_RATE
+
+    def allow_request(self, request, view):
+        if self.rate is None:
+            return True
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
+        self.wait_seconds = take_turn(self.key, self.num_requests, self.duration, self.timer())
+        return self.wait_seconds == 0
+
+    def wait(self):
+        return self.wait_seconds
+
+
+def _take_turn_sql(vendor: str) -> tuple[str, str]:
+    from .models import RateLimit
+    from .sqlrows import column, table
+
+    key, tat = column(RateLimit, "key"), column(RateLimit, "tat")
+    # The key's next turn: its stored time, or now if that has passed.
+    turn = f"(CASE WHEN r.{tat} > %s THEN r.{tat} ELSE %s END)"
+    take = (f"INSERT INTO {table(RateLimit)} AS r ({key}, {tat}) VALUES (%s, %s)"
+            f" ON CONFLICT ({key}) DO UPDATE SET {tat} = {turn} + %s WHERE {turn} <= %s RETURNING {tat}")
+    peek = f"SELECT {tat} FROM {table(RateLimit)} WHERE {key} = %s"
+    return take, peek
+
+
+_statements: dict[str, tuple[str, str]] = {}
+
+
+def take_turn(key: str, limit: int, period: float, now: float) -> float:
+    """Counts a request for `key` if `limit` per `period` allows it and returns 0; otherwise
+    counts nothing and returns the seconds until one would be allowed. One atomic statement
+    (an upsert that only updates when the key's turn has come), so concurrent requests from
+    several processes never let more through."""
+    from .sqlrows import db, fetch_one
+
+    if limit <= 0:
+        return float(period)
+    vendor = db().vendor
+    if vendor not in _statements:
+        _statements[vendor] = _take_turn_sql(vendor)
+    take, peek = _statements[vendor]
+    interval = period / limit       # one request per interval at the steady rate
+    tolerance = period - interval   # how far ahead of it a burst may run: `limit` at once
+    if fetch_one(take, [key, now + interval, now, now, interval, now, now, now + tolerance]) is not None:
+        return 0
+    row = fetch_one(peek, [key])
+    return max(row[0] - now - tolerance, 0.001) if row else interval
 
 
 def _client_ip(request) -> str:
