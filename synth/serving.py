@@ -84,8 +84,9 @@ def start_model_server(model, *, port: int | None = None, host: str = "127.0.0.1
     from corpus.models import RegisteredModel
 
     if model.format != RegisteredModel.Format.FULL:
-        raise ValueError(f"model {model.name!r} is a {model.format}; only full-format models can be served "
-                         "(merge the adapter first)")
+        raise ValueError(f"model {model.name!r} is a {model.format}; only full-format models can be served: "
+                         'train with "merge_adapter": true in the run config and serve the merged model '
+                         "it registers beside the adapter")
     folder = Path(model.path)
     if not (folder / "config.json").is_file():
         raise ValueError(f"model {model.name!r}: {folder} is not a Hugging Face model folder (no config.json)")
