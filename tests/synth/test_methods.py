@@ -80,8 +80,10 @@ def test_grounded_generation_keeps_the_chunk_as_context(dataset, provider, drain
     generation = run("grounded", provider, dataset, drain_queue, chunk_words=60, overlap_words=10,
                      documents=[{"title": "Cape Wrath", "text": text}])
     assert generation.job.status == "succeeded", generation.job.error
-    records = list(Record.objects.filter(job=generation.job).order_by("id"))
+    # The engine writes records in completion order, so put them back in chunk order.
+    records = sorted(Record.objects.filter(job=generation.job), key=lambda r: r.provenance["chunk"])
     assert len(records) == len(split_into_chunks(text, chunk_words=60, overlap_words=10)) >= 3
+    assert [r.provenance["chunk"] for r in records] == list(range(len(records)))
     assert records[0].prompt == "What does the text describe?" and records[0].context in text
     assert records[0].responses.get().text == "A short grounded answer."
     assert records[0].provenance["document"] == "Cape Wrath" and records[0].provenance["chunk"] == 0
