@@ -10,8 +10,9 @@
    This exposes the engine's own overhead.
 2. The bundled SmolLM2 served by `transformers serve` (as `winnow run` does): raw at its best
    concurrency of 4/8, then the engine at that concurrency.
-   Both sides are measured twice, alternately, and the better run of each kept: the machine
-   is shared, and a single run mostly measures the neighbours.
+   After the sweep, both sides are measured three times, alternately, and the best run of
+   each kept (the sweep's runs are not reused: see `compare`); the CPU this process spends
+   per completion is printed too.
 3. Resume cost: a generation job (responses method) on a real worker, SIGKILLed once half the
    requests are answered, then resumed by a second worker: calls repeated at the server.
 
@@ -77,25 +78,46 @@ def engine_run(provider, requests, concurrency: int) -> float:
     return len(requests) / elapsed
 
 
-def compare(label: str, provider, n: int, max_tokens: int, concurrencies: list[int]) -> dict:
-    raw = {}
+def timed(run):
+    """(completions/s, this process's CPU ms per completion) of run() -> (rate, n)."""
+    cpu = time.process_time()
+    rate, n = run()
+    return rate, 1000 * (time.process_time() - cpu) / n
+
+
+def compare(label: str, provider, n: int, max_tokens: int, concurrencies: list[int], rounds: int = 3) -> dict:
+    """A sweep picks the raw client's best concurrency; then raw and engine runs alternate at it,
+    `rounds` each, and the best of each side is compared. The sweep's own runs are left out of
+    the comparison: the best of a sweep is the best of several noisy draws, which would bias the
+    baseline upwards against an engine measured at one concurrency."""
+    def raw_at(c, tag):
+        return lambda: (asyncio.run(raw_client_run(provider.base_url, provider.model,
+                                                   make_requests(tag, n, max_tokens), c)), n)
+
+    sweep = {}
     for c in concurrencies:
-        raw[c] = asyncio.run(raw_client_run(provider.base_url, provider.model,
-                                            make_requests(f"{label}-raw-{c}", n, max_tokens), c))
-        print(f"  {label}: raw client at {c} in flight: {raw[c]:.2f} completions/s", flush=True)
-    best = max(raw, key=raw.get)
-    raw_rates, engine_rates = [raw[best]], []
-    for attempt in range(2):
-        engine_rates.append(engine_run(provider, make_requests(f"{label}-engine-{attempt}", n, max_tokens), best))
-        print(f"  {label}: engine at {best} in flight: {engine_rates[-1]:.2f} completions/s", flush=True)
-        if attempt == 0:
-            raw_rates.append(asyncio.run(raw_client_run(provider.base_url, provider.model,
-                                                        make_requests(f"{label}-raw-again", n, max_tokens), best)))
-            print(f"  {label}: raw client again: {raw_rates[-1]:.2f} completions/s", flush=True)
-    ratio = max(engine_rates) / max(raw_rates)
+        sweep[c] = asyncio.run(raw_client_run(provider.base_url, provider.model,
+                                              make_requests(f"{label}-sweep-{c}", n, max_tokens), c))
+        print(f"  {label}: sweep: raw client at {c} in flight: {sweep[c]:.2f} completions/s", flush=True)
+    best = max(sweep, key=sweep.get)
+    raw, engine = [], []
+    for attempt in range(rounds):
+        raw.append(timed(raw_at(best, f"{label}-raw-{attempt}")))
+        print(f"  {label}: raw client at {best} in flight: {raw[-1][0]:.2f} completions/s, "
+              f"{raw[-1][1]:.2f} CPU ms each", flush=True)
+        requests = make_requests(f"{label}-engine-{attempt}", n, max_tokens)
+        engine.append(timed(lambda: (engine_run(provider, requests, best), n)))
+        print(f"  {label}: engine at {best} in flight: {engine[-1][0]:.2f} completions/s, "
+              f"{engine[-1][1]:.2f} CPU ms each", flush=True)
+    ratio = max(r for r, _ in engine) / max(r for r, _ in raw)
     print(f"{label}: engine/raw = {ratio:.3f}", flush=True)
-    return {"requests": n, "best_concurrency": best, "raw_completions_per_s": round(max(raw_rates), 2),
-            "engine_completions_per_s": round(max(engine_rates), 2), "ratio": round(ratio, 3)}
+    return {"requests": n, "best_concurrency": best, "sweep": {str(c): round(v, 2) for c, v in sweep.items()},
+            "raw_completions_per_s": round(max(r for r, _ in raw), 2),
+            "engine_completions_per_s": round(max(r for r, _ in engine), 2), "ratio": round(ratio, 3),
+            # CPU of this process per completion (the engine's includes its database writes):
+            # steadier than rates on a shared machine.
+            "raw_cpu_ms_each": round(min(c for _, c in raw), 3),
+            "engine_cpu_ms_each": round(min(c for _, c in engine), 3)}
 
 
 def wait_for(predicate, timeout: float, what: str):

@@ -34,6 +34,7 @@ EMPTY_HASH = np.uint32(0xFFFFFFFF)
 # Shingles per signing block: the (num_perm, block) uint32 temporary (4 MB at 128
 # permutations) stays in cache; 60k-shingle blocks ran 15x slower, bound by memory.
 _BLOCK_SHINGLES = 8_192
+_BATCH_CHARS = 600_000
 
 
 @dataclass(frozen=True)
@@ -303,13 +304,31 @@ def token_arrays(texts: list[str], unit: str) -> list[np.ndarray]:
     return out
 
 
+def cache_batches(texts: list[str], target_chars: int = _BATCH_CHARS):
+    """Consecutive slices of `texts` of about `target_chars` characters each (at least one
+    text): the vectorised passes make several full-size temporaries (bytes, masks, word
+    starts, hashes), and batches that stay in the core's cache ran 35% faster than one batch
+    of 10,000 texts, more with two processes sharing the L3."""
+    start, size = 0, 0
+    for end, text in enumerate(texts, start=1):
+        size += len(text)
+        if size >= target_chars:
+            yield texts[start:end]
+            start, size = end, 0
+    if start < len(texts):
+        yield texts[start:]
+
+
 def signatures(texts: list[str], scheme: ShingleScheme) -> np.ndarray:
     """MinHash signatures of texts, shape (len(texts), num_perm), dtype uint32."""
-    if not texts:
-        return np.empty((0, scheme.num_perm), np.uint32)
-    flat, lengths = _flat_tokens(texts, scheme.unit)
-    hashes, counts = _shingle_hashes_flat(flat, lengths, scheme.n)
-    return signatures_from_hashes(hashes, counts, scheme.num_perm, scheme.seed)
+    out = np.empty((len(texts), scheme.num_perm), np.uint32)
+    done = 0
+    for batch in cache_batches(texts):
+        flat, lengths = _flat_tokens(batch, scheme.unit)
+        hashes, counts = _shingle_hashes_flat(flat, lengths, scheme.n)
+        out[done:done + len(batch)] = signatures_from_hashes(hashes, counts, scheme.num_perm, scheme.seed)
+        done += len(batch)
+    return out
 
 
 def shingle_set(text: str, scheme: ShingleScheme) -> np.ndarray:
@@ -319,8 +338,12 @@ def shingle_set(text: str, scheme: ShingleScheme) -> np.ndarray:
 
 
 def shingle_sets(texts: list[str], scheme: ShingleScheme) -> list[np.ndarray]:
-    """`shingle_set()` of many texts in one vectorised pass (verification of a batch of
-    candidate pairs: one numpy call per text was most of its cost)."""
+    """`shingle_set()` of many texts in vectorised passes (verification of a batch of
+    candidate pairs: one numpy call per text was most of its cost), a cache-sized batch each."""
+    return [s for batch in cache_batches(texts) for s in _shingle_sets_batch(batch, scheme)]
+
+
+def _shingle_sets_batch(texts: list[str], scheme: ShingleScheme) -> list[np.ndarray]:
     if not texts:
         return []
     hashes, counts = _shingle_hashes_flat(*_flat_tokens(texts, scheme.unit), scheme.n)

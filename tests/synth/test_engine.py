@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from synth.engine import CompletionRequest, Engine, ProviderSpec, RequestCache
+from synth.engine import CompletionRequest, Engine, ProviderSpec, RequestCache, parse_completion
 from synth.ratelimit import TokenBucket
 from tests.synth.openai_loopback import LoopbackServer, Reply
 
@@ -53,6 +53,40 @@ def test_5xx_and_broken_json_are_retried():
     with LoopbackServer(script=script) as server:
         results, stats = run(spec_for(server, max_concurrency=1), requests(1))
     assert results[0].ok and results[0].attempts == 4 and stats.retries == 3
+
+
+def test_json_that_is_not_a_completion_is_retried_as_a_server_fault():
+    script = [Reply(status=200, body=b'{"choices": []}'), Reply(status=200, body=b'[1, 2]'),
+              Reply(status=200, body=b'{"choices": [{"message": {"content": null}}]}'),
+              Reply(status=200, body=b'{"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": "many"}}')]
+    with LoopbackServer(script=script) as server:
+        results, stats = run(spec_for(server, max_concurrency=1), requests(1))
+    assert results[0].ok and results[0].text == "Echo: question 0"
+    assert results[0].attempts == 5 and stats.retries == 4
+
+
+def test_a_reply_that_never_becomes_a_completion_fails_with_the_reason():
+    with LoopbackServer(responder=lambda body: Reply(status=200, body=b'{"choices": [{}]}')) as server:
+        results, stats = run(spec_for(server, max_retries=1), requests(1))
+    assert not results[0].ok and results[0].error_kind == "server"
+    assert "malformed reply: not a chat completion" in results[0].error and stats.failures == 1
+
+
+@pytest.mark.parametrize("body, expected", [
+    (b'{"choices": [{"message": {"content": "hi"}, "finish_reason": "length"}],'
+     b' "usage": {"prompt_tokens": 3, "completion_tokens": 1}}', ("hi", "length", 3, 1)),
+    (b'{"choices": [{"message": {"content": ""}}]}', ("", "", 0, 0)),  # no usage, no reason
+    (b'{"choices": [{"message": {"content": "a"}, "finish_reason": null}], "usage": null}', ("a", "", 0, 0)),
+])
+def test_parse_completion_reads_the_four_fields(body, expected):
+    assert parse_completion(body) == expected
+
+
+@pytest.mark.parametrize("body", [b"", b"null", b'"text"', b'{"choices": "x"}', b'{"choices": [{"message": []}]}',
+                                  b'{"choices": [{"message": {"content": 5}}]}'])
+def test_parse_completion_rejects_what_is_not_one(body):
+    with pytest.raises(ValueError):
+        parse_completion(body)
 
 
 def test_persistent_500_gives_up_after_max_retries_with_the_reason():
