@@ -4,7 +4,7 @@
     python bench/curation_bench.py --quick    # 4,000 and 300
 
 Near-duplicates: ~200-word documents from a Zipf vocabulary; 10% of the originals get 1-3
-copies with a few % of their words edited. End to end = tokenise + shingle + sign (2 processes)
+copies with a few % of their words edited. End to end = tokenise + shingle + sign (2 threads)
 + LSH banding + exact-Jaccard verification + clusters. Truth: planted pairs whose true Jaccard
 (word 5-gram shingles) is >= 0.8 (random documents of this vocabulary share no 5-grams).
 Baseline on a sample: datasketch's per-shingle `update()` loop and a default
@@ -102,7 +102,7 @@ def ours_near_dup(texts, scheme, threshold, processes):
     from curate.neardup import LSHParams, candidate_pairs, verified_clusters
 
     started = time.perf_counter()
-    sigs = minhash.signatures_parallel(texts, scheme, processes)
+    sigs = minhash.signatures(texts, scheme, threads=processes)
     signed = time.perf_counter()
     params = LSHParams.for_recall(scheme, threshold)
     pairs = candidate_pairs(np.arange(len(texts)), sigs, params, "memory")

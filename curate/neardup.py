@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import kernels
 from .minhash import EMPTY_HASH, ShingleScheme, permutations
 
 # A bucket bigger than this is linked as a chain (plus its first member) rather than as all
@@ -85,26 +86,22 @@ def _link_bucket(members: np.ndarray, pairs: list[tuple[int, int]]) -> None:
                 pairs.append((int(members[k - 1]), int(members[k])))
 
 
-_MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
-                 0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53], np.uint64)
-
-
-def _band_order(block: np.ndarray) -> np.ndarray:
-    """An order of the rows that puts equal rows next to each other: by a 64-bit mix of the
-    row (a fast integer sort), or, should two different rows share a mix, by the rows."""
-    with np.errstate(over="ignore"):
-        mix = np.zeros(len(block), np.uint64)
-        for j in range(block.shape[1]):
-            mix = (mix ^ block[:, j].astype(np.uint64)) * _MIX[j % len(_MIX)]
-            mix ^= mix >> np.uint64(29)
+def _band_buckets(block: np.ndarray, mix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(order, same): an order of a band's rows that puts equal rows next to each other, and
+    whether each row in that order equals the one before it. Sorted by the rows' 64-bit mixes
+    (`kernels.band_mixes`: a fast integer sort, and the rows compared only where mixes meet);
+    should two different rows share a mix, by the rows themselves."""
     order = np.argsort(mix, kind="stable")
-    ordered = block[order]
-    same_mix = mix[order][1:] == mix[order][:-1]
-    if np.any(same_mix & np.any(ordered[1:] != ordered[:-1], axis=1)):
+    sorted_mix = mix[order]
+    same = sorted_mix[1:] == sorted_mix[:-1]
+    at = np.flatnonzero(same)
+    if len(at) and np.any(block[order[at]] != block[order[at + 1]]):
         view = np.ascontiguousarray(block).view(
             np.dtype((np.void, block.dtype.itemsize * block.shape[1]))).ravel()
         order = np.argsort(view, kind="stable")
-    return order
+        ordered = block[order]
+        same = np.all(ordered[1:] == ordered[:-1], axis=1)
+    return order, same
 
 
 def candidate_pairs_memory(keys: np.ndarray, sigs: np.ndarray, params: LSHParams) -> set[tuple[int, int]]:
@@ -115,16 +112,15 @@ def candidate_pairs_memory(keys: np.ndarray, sigs: np.ndarray, params: LSHParams
     firsts: list[np.ndarray] = []
     seconds: list[np.ndarray] = []
     pairs: list[tuple[int, int]] = []
+    mixes = kernels.band_mixes(np.ascontiguousarray(sigs), params.bands, params.rows)
     for band in range(params.bands):
         block = sigs[:, band * params.rows:(band + 1) * params.rows]
-        order = _band_order(block)
-        ordered = block[order]
-        same = np.all(ordered[1:] == ordered[:-1], axis=1)
+        order, same = _band_buckets(block, mixes[:, band])
         if not same.any():
             continue
         # Runs of equal band values: each run is one bucket with 2+ members.
         starts = np.flatnonzero(np.concatenate(([True], ~same)))
-        sizes = np.diff(np.concatenate((starts, [len(ordered)])))
+        sizes = np.diff(np.concatenate((starts, [len(order)])))
         run = np.repeat(np.arange(len(starts)), sizes)
         small = np.repeat(sizes <= _ALL_PAIRS_BUCKET, sizes)
         members = keys[order]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import xxhash
 
-from curate import minhash
+from curate import kernels, minhash
 from curate.minhash import ShingleScheme
 from curate.normalize import exact_key, normalize_text
 
@@ -34,13 +34,23 @@ def test_signatures_equal_datasketch_minhash(scheme):
         assert np.array_equal(row, reference.hashvalues), text[:40]
 
 
-def test_vectorised_xxh32_equals_xxhash_for_every_length():
+def test_compiled_xxh32_equals_xxhash_for_every_length():
     rng = np.random.default_rng(0)
     for n in range(1, 13):
         lanes = rng.integers(0, 2**32, size=(50, n), dtype=np.uint64).astype(np.uint32)
-        fast = minhash._xxh32_lanes([lanes[:, j] for j in range(n)])
+        flat = lanes.ravel()
+        fast = [kernels._xxh32_bytes(flat.view(np.uint8), 4 * row * n, 4 * n) for row in range(len(lanes))]
         slow = [xxhash.xxh32_intdigest(row.astype("<u4").tobytes()) for row in lanes]
-        assert fast.tolist() == slow
+        assert fast == slow
+    data = rng.integers(0, 256, size=100, dtype=np.uint8)
+    for length in range(0, 40):  # both XXH32 paths: under 16 bytes, and 16-byte stripes
+        assert kernels._xxh32_bytes(data, 3, length) == xxhash.xxh32_intdigest(data[3:3 + length].tobytes())
+
+
+def test_jaccard_of_sorted_sets():
+    a, b = np.array([1, 3, 5, 7], np.uint32), np.array([3, 4, 5], np.uint32)
+    assert minhash.jaccard(a, b) == 2 / 5 and minhash.jaccard(a, a) == 1.0
+    assert minhash.jaccard(a[:0], b[:0]) == 1.0 and minhash.jaccard(a, b[:0]) == 0.0
 
 
 def test_signature_bytes_round_trip_and_empty_text():
@@ -79,8 +89,10 @@ def test_batch_shingle_sets_equal_one_at_a_time():
             assert batch.tolist() == minhash.shingle_set(text, scheme).tolist()
 
 
-def test_parallel_signatures_equal_single_process():
+def test_threaded_signatures_equal_one_thread():
     scheme = ShingleScheme()
     texts = TEXTS * 3
-    assert np.array_equal(minhash.signatures_parallel(texts, scheme, processes=2, chunk=10),
-                          minhash.signatures(texts, scheme))
+    one = minhash.signatures(texts, scheme, threads=1)
+    assert np.array_equal(minhash.signatures(texts, scheme, threads=2, share=10), one)
+    assert np.array_equal(minhash.signatures(texts, scheme, threads=7, share=1), one)  # uneven shares
+    assert minhash.signatures([], scheme, threads=2).shape == (0, scheme.num_perm)
