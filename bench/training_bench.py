@@ -7,8 +7,11 @@ Three measurements on the same variable-length prompt/completion data, same seed
   1. Winnow: a TrainingRun through the real job and the trainer child process (padded batches);
      tokens/s and steps/s from the trainer's own runtime (model loading and evaluation excluded).
   2. Plain TRL: the same data, LoRA config and SFTConfig in a script of a dozen lines.
-  3. Winnow with packing, on the same data.
-Goals (issue 7): Winnow/plain TRL tokens/s >= 0.95; packing >= 1.5x padded tokens/s.
+  3. Winnow with packing (TRL's best-fit-decreasing bins, flattened with position_ids), on the
+     same data.
+  4. Winnow padding-free (each batch flattened into one row with position_ids, no packing).
+Goals (issue 7): Winnow/plain TRL tokens/s >= 0.95; packing or padding-free >= 1.5x padded
+tokens/s.
 Runs on a fresh SQLite file in a temp folder. Ends with one line of JSON.
 """
 
@@ -128,6 +131,8 @@ def main() -> None:
         plain = json.loads(line[0][7:])
         print("winnow (packing) ...", file=sys.stderr)
         packed = winnow_run(snapshot, {**common, "packing": True})
+        print("winnow (padding-free) ...", file=sys.stderr)
+        padding_free = winnow_run(snapshot, {**common, "padding_free": True})
 
     def rate(m):
         return m["tokens"] / m["runtime"]
@@ -141,10 +146,13 @@ def main() -> None:
         "winnow_vs_plain_trl": round(rate(padded) / rate(plain), 3),
         "packing_tokens_per_s": round(rate(packed), 1),
         "packing_vs_padded": round(rate(packed) / rate(padded), 3),
+        "padding_free_tokens_per_s": round(rate(padding_free), 1),
+        "padding_free_vs_padded": round(rate(padding_free) / rate(padded), 3),
     }
     figures["goals"] = {
         "winnow_vs_plain_trl>=0.95": figures["winnow_vs_plain_trl"] >= 0.95,
-        "packing_vs_padded>=1.5": figures["packing_vs_padded"] >= 1.5,
+        "packing_or_padding_free_vs_padded>=1.5":
+            max(figures["packing_vs_padded"], figures["padding_free_vs_padded"]) >= 1.5,
     }
     print(json.dumps(figures))
 

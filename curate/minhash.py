@@ -28,7 +28,6 @@ from functools import lru_cache
 import numpy as np
 import xxhash
 
-from . import kernels
 from .normalize import normalize_text, normalize_words
 
 EMPTY_HASH = np.uint32(0xFFFFFFFF)
@@ -87,6 +86,8 @@ def _ascii_word_tokens_flat(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     buf = np.frombuffer("\n".join(texts).lower().encode("ascii"), np.uint8)
     # Text k occupies buf[end_k - len_k:end_k]; the "\n" after it is a separator.
     ends = np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts)) + 1) - 1
+    from . import kernels  # numba: imported by the processes that sign, not by every one
+
     return kernels.ascii_word_hashes(buf, ends)
 
 
@@ -121,6 +122,8 @@ def _flat_tokens(texts: list[str], unit: str) -> tuple[np.ndarray, np.ndarray]:
 def shingle_hashes(texts: list[str], scheme: ShingleScheme) -> tuple[np.ndarray, np.ndarray]:
     """Every shingle hash of every text, concatenated, and each text's shingle count."""
     flat, lengths = _flat_tokens(texts, scheme.unit)
+    from . import kernels
+
     return kernels.shingle_hashes(flat, lengths, scheme.n)
 
 
@@ -134,6 +137,7 @@ def signatures(texts: list[str], scheme: ShingleScheme, threads: int = 0, share:
     threads = min(threads or os.cpu_count() or 1, max(len(texts) // max(share, 1), 1))
     bounds = [len(texts) * k // threads for k in range(threads + 1)]
     a, b = permutations(scheme.num_perm, scheme.seed)
+    from . import kernels
 
     def sign(k: int) -> None:
         part = texts[bounds[k]:bounds[k + 1]]
@@ -173,6 +177,8 @@ def shingle_sets(texts: list[str], scheme: ShingleScheme) -> list[np.ndarray]:
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     """Exact Jaccard similarity of two sorted unique hash arrays."""
+    from . import kernels
+
     return float(kernels.sorted_jaccard(a, b))
 
 

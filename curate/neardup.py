@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import kernels
 from .minhash import EMPTY_HASH, ShingleScheme, permutations
 
 # A bucket bigger than this is linked as a chain (plus its first member) rather than as all
@@ -112,6 +111,8 @@ def candidate_pairs_memory(keys: np.ndarray, sigs: np.ndarray, params: LSHParams
     firsts: list[np.ndarray] = []
     seconds: list[np.ndarray] = []
     pairs: list[tuple[int, int]] = []
+    from . import kernels  # numba: imported by the processes that sign, not by every one
+
     mixes = kernels.band_mixes(np.ascontiguousarray(sigs), params.bands, params.rows)
     for band in range(params.bands):
         block = sigs[:, band * params.rows:(band + 1) * params.rows]

@@ -26,11 +26,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 from .ratelimit import TokenBucket
+
+if TYPE_CHECKING:
+    import openai
 
 logger = logging.getLogger("winnow.synth")
 
@@ -174,6 +175,8 @@ def parse_completion(content: bytes) -> tuple[str, str, int, int]:
 
 def classify_error(exc: BaseException) -> tuple[str, bool, float | None, str]:
     """(kind, retryable, retry_after seconds, message) for an exception from the client."""
+    import openai
+
     if isinstance(exc, openai.APITimeoutError):
         return "timeout", True, None, "the request timed out"
     if isinstance(exc, openai.APIConnectionError):
@@ -231,6 +234,9 @@ class AsyncEngine:
         self.spec = spec
         self.base_delay = base_delay
         self.max_delay = max_delay
+        import openai  # here, not at the top: the SDK's types take ~1 s to import, and every
+        # process that registers the generation job (web, CLI, worker) would pay it at start
+
         self.client = client or openai.AsyncOpenAI(
             base_url=spec.base_url, api_key=spec.api_key, max_retries=0,
             timeout=spec.timeout_seconds,

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import httpx
-import openai
 from django.conf import settings
 
 from .localserver import server_command, server_env
@@ -141,6 +140,8 @@ def try_provider(provider: Provider, prompt: str = "Say hello in one short sente
     """
     started = time.monotonic()
     try:
+        import openai
+
         client = openai.OpenAI(base_url=provider.base_url, api_key=provider.api_key(), max_retries=0,
                                timeout=timeout or min(provider.timeout_seconds, 120))
         reply = client.chat.completions.create(

@@ -283,6 +283,16 @@ def common_arguments(run: TrainingRun, dtype) -> dict:
     }
 
 
+def truncate_prepared(dataset, max_length: int):
+    """What SFTTrainer does to its prepared rows when it is given a max_length: keep the first
+    max_length tokens and labels, and drop the rows left with no label to learn from."""
+    def truncate(row):
+        return {"input_ids": row["input_ids"][:max_length], "labels": row["labels"][:max_length]}
+
+    dataset = dataset.map(truncate)
+    return dataset.filter(lambda row: any(label != -100 for label in row["labels"]))
+
+
 def build_trainer(run: TrainingRun, model, tokenizer, train_ds, eval_ds, callbacks, dtype,
                   optimizers=(None, None)):
     import trl
@@ -293,11 +303,19 @@ def build_trainer(run: TrainingRun, model, tokenizer, train_ds, eval_ds, callbac
               "processing_class": tokenizer, "callbacks": callbacks, "optimizers": optimizers}
     method = run.method
     if method in (Method.SFT, Method.PRETRAIN):
-        extra = {"max_length": config["max_length"], "packing": config.get("packing", False),
-                 "padding_free": config.get("padding_free", False)}
+        padding_free = config.get("padding_free", False) and not config.get("packing", False)
+        # TRL 1.16 refuses max_length with padding-free batches (it would not enforce it):
+        # give it none, and truncate the rows it prepared instead.
+        extra = {"max_length": None if padding_free else config["max_length"],
+                 "packing": config.get("packing", False), "padding_free": padding_free}
         if method == Method.SFT:
             extra["completion_only_loss"] = config["completion_only_loss"]
-        return trl.SFTTrainer(args=trl.SFTConfig(**args, **extra), **common)
+        trainer = trl.SFTTrainer(args=trl.SFTConfig(**args, **extra), **common)
+        if padding_free:
+            trainer.train_dataset = truncate_prepared(trainer.train_dataset, config["max_length"])
+            if trainer.eval_dataset is not None:
+                trainer.eval_dataset = truncate_prepared(trainer.eval_dataset, config["max_length"])
+        return trainer
     if method == Method.REWARD:
         return trl.RewardTrainer(
             args=trl.RewardConfig(**args, max_length=config["max_length"]), **common)

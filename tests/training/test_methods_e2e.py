@@ -91,6 +91,15 @@ def test_sft_full_on_messages_rows_with_packing(manager_client, tiny_model):
     assert run.evaluation["improvement"]["loss"]["better"] is True
 
 
+def test_sft_lora_padding_free_with_a_max_length(manager_client, tiny_model):
+    # TRL 1.16 refuses padding_free with a max_length; Winnow truncates the prepared rows itself.
+    snapshot = make_snapshot("sft")
+    run = start_and_finish(manager_client, method="sft", mode="lora", base_model=tiny_model.pk,
+                           snapshot=snapshot.pk, config={"padding_free": True, "max_length": 24,
+                                                         "learning_rate": 1e-3})
+    check_adapter_loads_and_learned(check_common(run, manager_client), tiny_model)
+
+
 def test_continued_pretraining_on_text(manager_client, tiny_model):
     snapshot = make_snapshot("text")
     run = start_and_finish(manager_client, method="pretrain", mode="full", base_model=tiny_model.pk,

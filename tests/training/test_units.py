@@ -59,3 +59,17 @@ def test_improvement_knows_which_way_is_better():
                        {"loss": 1.5, "rewards/accuracies": 0.25, "entropy": 1.0})
     assert out["loss"]["better"] is True and out["rewards/accuracies"]["better"] is False
     assert "entropy" not in out
+
+
+def test_padding_free_rows_are_truncated_as_trl_truncates_and_unlearnable_ones_dropped():
+    from datasets import Dataset
+
+    from training.trainer import truncate_prepared
+
+    rows = Dataset.from_list([
+        {"input_ids": [1, 2, 3, 4, 5, 6], "labels": [-100, -100, 3, 4, 5, 6]},
+        {"input_ids": [7, 8], "labels": [-100, 8]},
+        {"input_ids": [9, 10, 11, 12], "labels": [-100, -100, -100, -100 + 112]},  # label beyond the cut
+    ])
+    out = truncate_prepared(rows, 3)
+    assert out["input_ids"] == [[1, 2, 3], [7, 8]] and out["labels"] == [[-100, -100, 3], [-100, 8]]
