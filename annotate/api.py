@@ -15,7 +15,7 @@ from rest_framework.response import Response as APIResponse
 
 from corpus.feedback import PayloadError
 from corpus.models import Dataset
-from winnow.api import MAX_DB_ID
+from winnow.api import MAX_DB_ID, username_field
 from winnow.roles import is_manager, role_of
 from winnow.throttles import SubmitThrottle
 
@@ -85,7 +85,7 @@ class ProjectSerializer(serializers.ModelSerializer):
     dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all())
     questions = serializers.JSONField()
     record_filter = serializers.JSONField(required=False)
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    created_by = username_field()
     item_count = serializers.SerializerMethodField()
     my_role = serializers.SerializerMethodField()
     gold_rate = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)

@@ -8,6 +8,12 @@ client key) over real HTTP. Afterwards the database is checked: lost annotations
 answered 201 with no Feedback row behind it), over-collected items (more submissions than the
 overlap) and duplicates (one annotator twice on an item).
 
+With no think time (the default) the loop is closed: 50 annotators always waiting on the
+server, so by Little's law the mean latency is 50 / (requests/s) whatever the server does, and
+a p99 of 100 ms needs 500+ requests/s. `--think-ms 250` gives each annotator a reading pause
+(exponential, that mean), which makes the load an arrival rate of about 150 cycles/s for 50
+annotators, the goal's rate, at which the latency is the server's own.
+
 Needs PostgreSQL: DATABASE_URL, or postgres://postgres@127.0.0.1:5432/winnow_annotate_bench by
 default (dropped and recreated). Goals (issue 5, 2 cores): >= 150 cycles/s, p99 <= 100 ms,
 0 errors, 0 lost, 0 over-collected. Ends with one line of JSON.
@@ -92,9 +98,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def annotator(client, base: str, project: int, token: str, deadline: float, stats: dict) -> None:
+async def annotator(client, base: str, project: int, token: str, deadline: float, stats: dict,
+                    think: float = 0.0, rng=None) -> None:
     headers = {"Authorization": f"Token {token}"}
     while time.perf_counter() < deadline:
+        if think:
+            # A person reads before answering: exponential pauses with this mean, so the
+            # server sees an arrival rate rather than a closed loop of waiting clients.
+            await asyncio.sleep(rng.expovariate(1 / think))
         started = time.perf_counter()
         try:
             response = await client.post(f"{base}/api/v1/annotation-projects/{project}/next", json={},
@@ -128,7 +139,9 @@ async def annotator(client, base: str, project: int, token: str, deadline: float
         stats["cycles"] += 1
 
 
-async def drive(base: str, project: int, tokens: list[str], seconds: float) -> dict:
+async def drive(base: str, project: int, tokens: list[str], seconds: float, think: float = 0.0) -> dict:
+    import random
+
     import httpx
 
     stats = {"next": [], "submit": [], "errors": [], "cycles": 0, "exhausted": 0, "acknowledged": set()}
@@ -136,7 +149,8 @@ async def drive(base: str, project: int, tokens: list[str], seconds: float) -> d
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
         deadline = time.perf_counter() + seconds
         started = time.perf_counter()
-        await asyncio.gather(*(annotator(client, base, project, t, deadline, stats) for t in tokens))
+        await asyncio.gather(*(annotator(client, base, project, t, deadline, stats, think, random.Random(n))
+                               for n, t in enumerate(tokens)))
         stats["elapsed"] = time.perf_counter() - started
     return stats
 
@@ -173,6 +187,9 @@ def main() -> int:
     parser.add_argument("--overlap", type=int, default=3)
     parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_WORKERS", "4")))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("WEB_THREADS", "1")))
+    parser.add_argument("--think-ms", type=float, default=0.0,
+                        help="mean pause before each cycle (0: a closed loop, every annotator "
+                             "asks again the moment it is answered)")
     args = parser.parse_args()
     seconds = args.seconds or (15 if args.quick else 60)
     url = os.environ.get("DATABASE_URL", DEFAULT_URL)
@@ -217,7 +234,7 @@ def main() -> int:
             return total
 
         cpu_before = cpu_seconds()
-        stats = asyncio.run(drive(base, project, tokens, seconds))
+        stats = asyncio.run(drive(base, project, tokens, seconds, args.think_ms / 1000))
         server_cpu = cpu_seconds() - cpu_before
     finally:
         server.terminate()
@@ -225,7 +242,8 @@ def main() -> int:
     checked = check_database(project, args.overlap, stats["acknowledged"], tokens)
     all_requests = stats["next"] + stats["submit"]
     result = {
-        "annotators": args.annotators, "seconds": round(stats["elapsed"], 1), "overlap": args.overlap,
+        "annotators": args.annotators, "think_ms": args.think_ms,
+        "seconds": round(stats["elapsed"], 1), "overlap": args.overlap,
         "web_workers": args.web_workers, "threads": args.threads, "cpus": os.cpu_count(),
         "cycles": stats["cycles"], "cycles_per_s": round(stats["cycles"] / stats["elapsed"], 1),
         "next_p50_ms": round(1000 * percentile(stats["next"], .5), 1),

@@ -20,7 +20,7 @@ from rest_framework.response import Response as APIResponse
 
 from jobs.api import JobSerializer
 from jobs.runner import create_job
-from winnow.api import IdCursorPagination, id_param
+from winnow.api import IdCursorPagination, id_param, username_field
 from winnow.roles import ManagerOrReadOnly
 
 from . import access
@@ -44,7 +44,7 @@ class PayloadTooLarge(exceptions.APIException):
 
 
 class DatasetSerializer(serializers.ModelSerializer):
-    owner = serializers.CharField(source="owner.username", read_only=True, default=None, allow_null=True)
+    owner = username_field()
     record_count = serializers.SerializerMethodField()
 
     class Meta:
@@ -57,7 +57,7 @@ class DatasetSerializer(serializers.ModelSerializer):
 
 
 class ResponseSerializer(serializers.ModelSerializer):
-    author = serializers.CharField(source="author.username", read_only=True, default=None, allow_null=True)
+    author = username_field()
     record = serializers.PrimaryKeyRelatedField(queryset=Record.objects.none())
     author_kind = serializers.ChoiceField(choices=AuthorKind.choices, default=AuthorKind.HUMAN)
     edited_from = serializers.PrimaryKeyRelatedField(
@@ -117,7 +117,7 @@ class NestedResponseSerializer(serializers.ModelSerializer):
 
 
 class FeedbackSerializer(serializers.ModelSerializer):
-    author = serializers.CharField(source="author.username", read_only=True, default=None, allow_null=True)
+    author = username_field()
     record = serializers.PrimaryKeyRelatedField(queryset=Record.objects.none())
     author_kind = serializers.ChoiceField(choices=AuthorKind.choices, default=AuthorKind.HUMAN)
     payload = serializers.JSONField(

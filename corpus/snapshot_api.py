@@ -18,6 +18,7 @@ from rest_framework.response import Response as APIResponse
 from rest_framework.views import APIView
 
 from jobs.api import JobSerializer
+from winnow.api import username_field
 from winnow.roles import IsManager
 
 from .models import Snapshot
@@ -35,7 +36,7 @@ CONTENT_TYPES = {
 
 
 class SnapshotSerializer(serializers.ModelSerializer):
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    created_by = username_field()
     progress = serializers.SerializerMethodField()
     status = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()

@@ -12,7 +12,7 @@ from rest_framework.response import Response as APIResponse
 from corpus import access
 from corpus.models import Dataset
 from jobs.api import JobListSerializer
-from winnow.api import IdCursorPagination, id_param
+from winnow.api import IdCursorPagination, id_param, username_field
 from winnow.roles import IsManager, ManagerOrReadOnly
 
 from .models import CurationDecision, CurationRun, PIIFinding
@@ -33,7 +33,7 @@ class CurationRunSerializer(serializers.ModelSerializer):
         help_text="Ordered steps [{step, config}]; default: quality, exact_dedup, near_dedup, "
                   "pii. Steps: " + ", ".join(sorted(STEPS)))
     job = JobListSerializer(read_only=True)
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    created_by = username_field()
 
     class Meta:
         model = CurationRun
@@ -127,7 +127,7 @@ class CurationRunViewSet(mixins.CreateModelMixin, mixins.ListModelMixin,
 
 
 class PIIFindingSerializer(serializers.ModelSerializer):
-    reviewed_by = serializers.CharField(source="reviewed_by.username", read_only=True, default=None)
+    reviewed_by = username_field()
 
     class Meta:
         model = PIIFinding

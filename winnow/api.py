@@ -105,3 +105,12 @@ class IdCursorPagination(pagination.CursorPagination):
     ordering = "id"
     page_size_query_param = "page_size"
     max_page_size = 500
+
+
+def username_field(source: str | None = None) -> serializers.SlugRelatedField:
+    """A user foreign key shown as the username, or null when unset.
+
+    Not `CharField(source="author.username", default=None)`: on a PATCH (a partial serializer)
+    DRF skips a default, so a row whose user is unset came back without the key at all, and the
+    response broke its own schema (found by schemathesis on PATCH /records/{id})."""
+    return serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True, source=source)
