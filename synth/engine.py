@@ -234,8 +234,9 @@ class AsyncEngine:
         self.spec = spec
         self.base_delay = base_delay
         self.max_delay = max_delay
-        import openai  # here, not at the top: the SDK's types take ~1 s to import, and every
-        # process that registers the generation job (web, CLI, worker) would pay it at start
+        # Imported here, not at the top: the SDK's types take ~1 s to import, and every process
+        # that registers the generation job (web, CLI, worker) would pay it at start.
+        import openai
 
         self.client = client or openai.AsyncOpenAI(
             base_url=spec.base_url, api_key=spec.api_key, max_retries=0,
