@@ -9,6 +9,7 @@ from django.db.models import F, Prefetch
 from corpus.api import METADATA_KEY
 from corpus.feedback import PayloadError
 from corpus.models import CurationStatus, Feedback, Record, Response
+from winnow.sqlrows import refresh_statistics
 
 from .models import AnnotationProject, Assignment, Item, ProjectMember, Review
 from .questions import check_answers, min_responses
@@ -85,7 +86,11 @@ def build_items(project: AnnotationProject, batch: int = 2000) -> int:
             added += len(pending)
             pending = []
     Item.objects.bulk_create(pending)
-    return added + len(pending)
+    added += len(pending)
+    if added:
+        # Every claim reads the queue index; plan it from the items just written.
+        refresh_statistics(Item, Assignment)
+    return added
 
 
 def set_gold(project: AnnotationProject, item: Item, answers) -> Item:

@@ -108,3 +108,19 @@ def execute(sql: str, params: Sequence = ()) -> int:
 
 def placeholders(count: int) -> str:
     return ", ".join(["%s"] * count)
+
+
+def refresh_statistics(*models) -> None:
+    """ANALYZE the models' tables on PostgreSQL, after a bulk write the next queries depend on.
+
+    Autovacuum analyzes a table only a while after enough rows changed, and until then the
+    planner works from the statistics of the empty table: the annotation queue's claim over a
+    freshly built project was planned as "1 candidate row", a bitmap scan that joined and
+    sorted every open item (22 ms a claim at 2,500 items, growing with the project) instead of
+    reading the queue index in order and stopping at the first row (0.13 ms). SQLite's planner
+    keeps no such statistics by default: nothing to do there."""
+    conn = db()
+    if conn.vendor != "postgresql":
+        return
+    with conn.cursor() as cursor:
+        cursor.execute(f"ANALYZE {', '.join(table(model) for model in models)}")

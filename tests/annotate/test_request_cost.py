@@ -132,3 +132,31 @@ def test_a_non_member_is_answered_as_before(project, users, annotators, django_u
         assert response.status_code == 404, (bad, response.content)
     ProjectMember.objects.filter(project=project, user=annotators[0][0]).update(excluded=True)
     assert client.post(url(project, "next"), {}, format="json").status_code == 403
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="planner statistics are PostgreSQL's")
+def test_a_fresh_project_claims_through_the_queue_index(users, django_user_model):
+    """Right after a project's items are written, the claim is planned from their statistics:
+    read the queue index in order and stop at the first free row. (Planned from the empty
+    table's, it joined and sorted every open item: 22 ms a claim at 2,500 items, and the
+    annotation bench ran at 83 cycles/s with the database as the bottleneck.)"""
+    from annotate.questions import normalise_questions
+    from annotate.setup import build_items, normalise_filter
+    from corpus.models import Dataset, Response
+
+    dataset = Dataset.objects.create(name="big", owner=users["manager"])
+    records = Record.objects.bulk_create(Record(dataset=dataset, prompt=f"p{n}") for n in range(1500))
+    Response.objects.bulk_create(Response(record=r, text=f"t{side}", author_kind="model")
+                                 for r in records for side in (0, 1))
+    project = AnnotationProject.objects.create(
+        name="fresh", dataset=dataset, questions=normalise_questions([{"name": "better", "kind": "pairwise"}]),
+        record_filter=normalise_filter({}), overlap=3, created_by=users["manager"])
+    assert build_items(project) == 1500
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [Item._meta.db_table])
+        assert cursor.fetchone()[0] == 1500
+        params = [project.pk, False, project.overlap, users["annotator"].pk, users["annotator"].pk]
+        cursor.execute("EXPLAIN " + sql._claim_sql("postgresql", False, True), params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Index Scan using annotate_item_queue" in plan, plan
+    assert "Sort" not in plan, plan
