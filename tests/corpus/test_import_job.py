@@ -1,5 +1,7 @@
 """The import job against a real database: writes, all-or-nothing, resume, dedup, cancel."""
 
+import os
+
 import pytest
 
 from corpus.importing import KIND, ImportRequest
@@ -188,3 +190,40 @@ def test_parsing_in_a_child_process_gives_the_same_result(dataset, tmp_path, set
     empty = tmp_path / "z.jsonl"
     empty.write_text("\n")
     assert "empty" in import_job(dataset, empty).error
+
+
+def _tiny_rows(path, count):
+    path.write_text("".join(f'{{"text": "doc {i}"}}\n' for i in range(count)))
+    return path
+
+
+def test_a_parsing_child_that_dies_fails_the_import_instead_of_hanging(tmp_path):
+    """The child killed mid-file (OOM killer, kill -9): the chunks it sent still arrive, then
+    the reader says how it ended; before, the parent waited on the queue for ever."""
+    import multiprocessing
+    import signal
+
+    from corpus.formats import ImportOptions, parsed_chunks_in_child
+
+    chunks = parsed_chunks_in_child(_tiny_rows(tmp_path / "x.jsonl", 60_000), "jsonl", None, ImportOptions())
+    assert len(next(chunks)) == 2000
+    (child,) = multiprocessing.active_children()
+    os.kill(child.pid, signal.SIGKILL)
+    received = 1
+    with pytest.raises(RuntimeError, match=r"the parsing process failed: it exited with code -9"):
+        for _ in chunks:
+            received += 1
+    assert received < 30  # the file has 30 chunks; the child was killed before sending them all
+
+
+def test_leaving_the_chunks_early_stops_the_child_and_the_reader(tmp_path):
+    import multiprocessing
+    import threading
+
+    from corpus.formats import ImportOptions, parsed_chunks_in_child
+
+    chunks = parsed_chunks_in_child(_tiny_rows(tmp_path / "x.jsonl", 60_000), "jsonl", None, ImportOptions())
+    next(chunks)
+    chunks.close()
+    assert multiprocessing.active_children() == []
+    assert not any(t.name == "import-receiver" for t in threading.enumerate())
