@@ -3,12 +3,12 @@
     python bench/training_bench.py            # 30 optimizer steps per measurement
     python bench/training_bench.py --quick    # 6 steps per measurement
 
-Three measurements on the same variable-length prompt/completion data, same seed:
+Four measurements on the same variable-length prompt/completion data, same seed:
   1. Winnow: a TrainingRun through the real job and the trainer child process (padded batches);
      tokens/s and steps/s from the trainer's own runtime (model loading and evaluation excluded).
   2. Plain TRL: the same data, LoRA config and SFTConfig in a script of a dozen lines.
-  3. Winnow with packing (TRL's best-fit-decreasing bins, flattened with position_ids), on the
-     same data.
+  3. Winnow with packing (TRL's best-fit-decreasing bins, each bin a row with per-document
+     position_ids under SDPA: training/packing.py), on the same data.
   4. Winnow padding-free (each batch flattened into one row with position_ids, no packing).
 Goals (issue 7): Winnow/plain TRL tokens/s >= 0.95; packing or padding-free >= 1.5x padded
 tokens/s.

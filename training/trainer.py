@@ -25,6 +25,7 @@ from jobs.models import JobLogEntry
 from .callbacks import DatabaseCallback, GradualUnfreezingCallback
 from .config import GENERATION_METHODS
 from .models import TrainingCheckpoint, TrainingMetric, TrainingRun
+from .packing import PackedRowsCollator, row_packing_trainer
 
 logger = logging.getLogger("winnow.training")
 Method = TrainingRun.Method
@@ -310,7 +311,13 @@ def build_trainer(run: TrainingRun, model, tokenizer, train_ds, eval_ds, callbac
                  "packing": config.get("packing", False), "padding_free": padding_free}
         if method == Method.SFT:
             extra["completion_only_loss"] = config["completion_only_loss"]
-        trainer = trl.SFTTrainer(args=trl.SFTConfig(**args, **extra), **common)
+        # Packed bins stay rows unless flash attention's variable-length kernels are there to
+        # take TRL's one flattened row (training/packing.py says why).
+        packed_rows = extra["packing"] and "flash" not in str(getattr(model.config, "_attn_implementation", ""))
+        trainer_class = row_packing_trainer(trl.SFTTrainer) if packed_rows else trl.SFTTrainer
+        trainer = trainer_class(args=trl.SFTConfig(**args, **extra), **common)
+        if packed_rows:
+            trainer.data_collator = PackedRowsCollator(tokenizer.pad_token_id)
         if padding_free:
             trainer.train_dataset = truncate_prepared(trainer.train_dataset, config["max_length"])
             if trainer.eval_dataset is not None:
