@@ -27,6 +27,17 @@ def _number(value):
     return value if math.isfinite(value) else None
 
 
+def gpu_memory() -> dict:
+    """Peak GPU memory of this process in MiB (what PyTorch allocated, and what its caching
+    allocator held), for the run's summary; nothing without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    return {"peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1),
+            "peak_gpu_reserved_mb": round(torch.cuda.max_memory_reserved() / 2**20, 1)}
+
+
 class DatabaseCallback(TrainerCallback):
     """Streams each log point to TrainingMetric, the step to the run row, and stops the run
     (after saving a checkpoint) when its job is asked to cancel."""
@@ -80,6 +91,7 @@ class DatabaseCallback(TrainerCallback):
         split = TrainingMetric.Split.EVAL if eval_point else TrainingMetric.Split.TRAIN
         if "train_runtime" in logs:
             split, prefix = TrainingMetric.Split.SUMMARY, "train_"
+            values.update(gpu_memory())
         TrainingMetric.objects.create(
             run_id=self.run_id,
             split=split,

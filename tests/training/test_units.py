@@ -73,3 +73,16 @@ def test_padding_free_rows_are_truncated_as_trl_truncates_and_unlearnable_ones_d
     ])
     out = truncate_prepared(rows, 3)
     assert out["input_ids"] == [[1, 2, 3], [7, 8]] and out["labels"] == [[-100, -100, 3], [-100, 8]]
+
+
+def test_the_run_summary_has_peak_gpu_memory_only_with_cuda(monkeypatch):
+    import torch
+
+    from training.callbacks import gpu_memory
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_memory() == {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: 3 * 2**30 + 2**19)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda: 4 * 2**30)
+    assert gpu_memory() == {"peak_gpu_memory_mb": 3072.5, "peak_gpu_reserved_mb": 4096.0}
