@@ -626,40 +626,46 @@ def parsed_chunks(
         yield chunk
 
 
-def _parse_in_child(queue, args) -> None:
+def _parse_in_child(connection, args) -> None:
     from jobs.process import die_with_parent
 
     die_with_parent()
     try:
         for chunk in parsed_chunks(*args):
-            queue.put(("chunk", chunk))
-        queue.put(("done", None))
+            connection.send(("chunk", chunk))
+        connection.send(("done", None))
     except ImportFileError as exc:
-        queue.put(("file_error", exc.error.reason))
+        connection.send(("file_error", exc.error.reason))
     except Exception as exc:  # reported to the parent, which fails the job with it
-        queue.put(("crash", f"{type(exc).__name__}: {exc}"))
+        connection.send(("crash", f"{type(exc).__name__}: {exc}"))
+    finally:
+        connection.close()
 
 
 def parsed_chunks_in_child(
     path: Path, file_format: str, shape: str | None, options: ImportOptions
 ) -> Iterator[list]:
     """parsed_chunks, run in a child process so parsing (Python, one core) overlaps with the
-    parent's database writes (SQLite, the other core). A bounded queue keeps memory flat.
+    parent's database writes (SQLite, the other core).
 
-    In the parent a thread receives and unpickles the next chunk while the caller writes the
+    In the parent a thread receives and unpickles the next chunks while the caller writes the
     last one: sqlite3 lets go of the GIL while SQLite inserts, and unpickling was a sixth of
-    the writer's time (docs/import.md has the figures)."""
+    the writer's time (docs/import.md has the figures). A bounded hand-over queue keeps memory
+    flat. The chunks come through a one-way pipe whose writing end only the child holds, so a
+    child that dies, even halfway through sending a chunk, ends the read with EOF rather than
+    leaving it waiting for ever."""
     import multiprocessing
     import queue as queues
     import threading
 
     context = multiprocessing.get_context("spawn")  # no inherited DB connections or threads
-    from_child = context.Queue(maxsize=8)
+    from_child, to_parent = context.Pipe(duplex=False)
     child = context.Process(
-        target=_parse_in_child, args=(from_child, (path, file_format, shape, options)), daemon=True
+        target=_parse_in_child, args=(to_parent, (path, file_format, shape, options)), daemon=True
     )
     child.start()
-    received: queues.Queue = queues.Queue(maxsize=2)
+    to_parent.close()  # the child's end: only its copy stays open
+    received: queues.Queue = queues.Queue(maxsize=RECEIVED_CHUNKS)
     stop = threading.Event()
 
     def hand_over(message) -> bool:
@@ -674,12 +680,13 @@ def parsed_chunks_in_child(
     def receive() -> None:
         while not stop.is_set():
             try:
-                message = from_child.get(timeout=0.2)
-            except queues.Empty:
-                if not child.is_alive() and from_child.empty():
-                    hand_over(("crash", f"it exited with code {child.exitcode}"))
-                    return
-                continue
+                if not from_child.poll(0.2):
+                    continue
+                message = from_child.recv()
+            except (EOFError, OSError):
+                child.join(timeout=5)
+                hand_over(("crash", f"it exited with code {child.exitcode}"))
+                return
             if not hand_over(message) or message[0] != "chunk":
                 return
 
@@ -698,10 +705,14 @@ def parsed_chunks_in_child(
                 raise RuntimeError(f"the parsing process failed: {payload}")
     finally:
         stop.set()
-        receiver.join(timeout=10)
         if child.is_alive():
-            child.terminate()
+            child.terminate()  # first: a receiver halfway through a chunk then reads EOF
         child.join(timeout=10)
+        receiver.join(timeout=10)
+        from_child.close()
+
+
+RECEIVED_CHUNKS = 8  # parsed chunks (2,000 rows each) the child may run ahead of the writer
 
 
 def sniff_head(path: Path, size: int = 4096) -> bytes:

@@ -199,14 +199,19 @@ def _tiny_rows(path, count):
 
 def test_a_parsing_child_that_dies_fails_the_import_instead_of_hanging(tmp_path):
     """The child killed mid-file (OOM killer, kill -9): the chunks it sent still arrive, then
-    the reader says how it ended; before, the parent waited on the queue for ever."""
+    the reader says how it ended; before, the parent waited on the queue for ever. After the
+    pause the hand-over queue is full and the child is stuck halfway through sending a chunk
+    (each is larger than the pipe's buffer): the kill cuts that message off, which is what
+    once left a multiprocessing.Queue reader blocked in CI."""
     import multiprocessing
     import signal
+    import time
 
     from corpus.formats import ImportOptions, parsed_chunks_in_child
 
     chunks = parsed_chunks_in_child(_tiny_rows(tmp_path / "x.jsonl", 60_000), "jsonl", None, ImportOptions())
     assert len(next(chunks)) == 2000
+    time.sleep(1)
     (child,) = multiprocessing.active_children()
     os.kill(child.pid, signal.SIGKILL)
     received = 1
