@@ -629,7 +629,7 @@ def parsed_chunks(
 def _parse_in_child(connection, args) -> None:
     from jobs.process import die_with_parent
 
-    die_with_parent()
+    die_with_parent(orphan_check=True)
     try:
         for chunk in parsed_chunks(*args):
             connection.send(("chunk", chunk))
